@@ -1,0 +1,82 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/spf13/cobra"
+
+	"mis/repo"
+)
+
+// globals are the flags every subcommand shares.
+type globals struct {
+	repoDir string
+	json    bool
+	quiet   bool
+}
+
+var g globals
+
+func newRootCmd() *cobra.Command {
+	root := &cobra.Command{
+		Use:   "mis",
+		Short: "mis stores VM disk images deduplicated, and gives them back byte for byte",
+		Long: `mis keeps virtual-machine disk images and their versions in one repository.
+
+Each file of each filesystem inside an image is cut into content-defined chunks,
+addressed by BLAKE3 and compressed with zstd; every chunk is stored once across
+all images and versions. Everything that is not file content (partition tables,
+boot code, filesystem metadata, free space) is kept too, so an export gives back
+the imported image byte for byte.
+
+  mis init                           create a repository (default: $MIS_REPO or ~/.local/share/mis)
+  mis import disk.raw debian:12      store an image as version debian:12
+  mis ls                             list images and versions
+  mis info debian:12                 partitions, filesystems, files, bytes
+  mis export debian:12 out.raw       write the image back
+  mis verify --read-data             check every chunk of every version
+  mis stats                          logical, unique and stored bytes`,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.PersistentFlags().StringVarP(&g.repoDir, "repo", "r", defaultRepo(), "repository directory (env MIS_REPO)")
+	root.PersistentFlags().BoolVar(&g.json, "json", false, "print machine-readable JSON on stdout")
+	root.PersistentFlags().BoolVarP(&g.quiet, "quiet", "q", false, "no progress output")
+	root.AddCommand(newInitCmd(), newImportCmd(), newExportCmd(), newLsCmd(), newInfoCmd(),
+		newVerifyCmd(), newStatsCmd())
+	return root
+}
+
+func defaultRepo() string {
+	if d := os.Getenv("MIS_REPO"); d != "" {
+		return d
+	}
+	if d := os.Getenv("XDG_DATA_HOME"); d != "" {
+		return filepath.Join(d, "mis")
+	}
+	home, err := os.UserHomeDir()
+	if err != nil {
+		return "mis-repo"
+	}
+	return filepath.Join(home, ".local", "share", "mis")
+}
+
+func openRepo() (*repo.Repo, error) {
+	r, err := repo.Open(g.repoDir)
+	if err != nil {
+		if os.IsNotExist(err) {
+			return nil, fmt.Errorf("no repository at %s: create one with `mis init` or pick one with --repo/MIS_REPO", g.repoDir)
+		}
+		return nil, err
+	}
+	return r, nil
+}
+
+func printJSON(v any) error {
+	enc := json.NewEncoder(os.Stdout)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}

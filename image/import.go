@@ -1,0 +1,400 @@
+// Package image turns raw disk images into manifests plus chunks (import)
+// and back (export). It is the only package that knows both the on-disk
+// layout of disks and filesystems (through packages disk and ext4) and the
+// repository; the manifest it produces is plain data.
+//
+// Import splits the disk into two kinds of bytes:
+//   - file content: for every regular file of every ext2/3/4 filesystem, the
+//     initialised bytes of its extents up to its size, chunked per file so
+//     the same file dedups across images and versions whatever its place;
+//   - residual: every other byte (partition tables, boot code, superblocks,
+//     inode tables, directories, journal, slack after EOF, free space,
+//     partitions mis does not read), as runs: zero runs cost nothing, the
+//     other runs are one chunked stream.
+//
+// Together the two tile the disk, so export writes every byte back.
+package image
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"sort"
+
+	"mis/chunker"
+	"mis/disk"
+	"mis/ext4"
+	"mis/manifest"
+	"mis/repo"
+)
+
+// zeroBlock is the granularity at which residual zero runs are found.
+const zeroBlock = 4096
+
+// ImportOptions tunes an import.
+type ImportOptions struct {
+	// DiscardFree drops the content of blocks that a filesystem marks free:
+	// they export as zeros. The result is no longer an exact copy.
+	DiscardFree bool
+	// Progress, if set, is called with bytes processed and the total.
+	Progress func(done, total int64)
+	// Warn receives messages about partitions stored whole, etc.
+	Warn func(msg string)
+}
+
+// Importer reads one image into a manifest, storing chunks through w.
+type importer struct {
+	ctx    context.Context
+	w      *repo.Writer
+	params chunker.Params
+	path   string
+	f      *os.File
+	size   int64
+	opt    ImportOptions
+	done   int64
+	total  int64
+	buf    []byte
+
+	spans []segment // disk ranges holding file content
+	free  []freeMap // per filesystem: blocks marked free (DiscardFree only)
+}
+
+type freeMap struct {
+	off       int64 // partition offset on the disk
+	blockSize int64
+	used      *ext4.Bitmap
+	blocks    uint64
+}
+
+// Import reads the raw disk image at path and returns its manifest. Chunks
+// are written through w; the caller commits them with the version record.
+func Import(ctx context.Context, w *repo.Writer, params chunker.Params, path string, opt ImportOptions) (*manifest.Manifest, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	size, err := imageSize(f)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	if size == 0 {
+		return nil, fmt.Errorf("%s: image is empty", path)
+	}
+	im := &importer{ctx: ctx, w: w, params: params, path: path, f: f, size: size, opt: opt, total: size}
+	m, err := im.run()
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return m, nil
+}
+
+func imageSize(f *os.File) (int64, error) {
+	fi, err := f.Stat()
+	if err != nil {
+		return 0, err
+	}
+	if fi.Mode().IsRegular() {
+		return fi.Size(), nil
+	}
+	if fi.Mode()&os.ModeDevice != 0 {
+		// A block device has no size in stat; seeking to the end tells.
+		return f.Seek(0, io.SeekEnd)
+	}
+	return 0, errors.New("not a regular file or block device")
+}
+
+func (im *importer) warn(format string, args ...any) {
+	if im.opt.Warn != nil {
+		im.opt.Warn(fmt.Sprintf(format, args...))
+	}
+}
+
+func (im *importer) progress(n int64) {
+	im.done += n
+	if im.opt.Progress != nil {
+		im.opt.Progress(im.done, im.total)
+	}
+}
+
+func (im *importer) run() (*manifest.Manifest, error) {
+	layout, err := disk.Read(im.f, im.size)
+	if err != nil {
+		return nil, err
+	}
+	m := &manifest.Manifest{FormatVersion: manifest.FormatVersion, DiskSize: im.size, Exact: !im.opt.DiscardFree}
+	m.Layout = layoutFromDisk(layout)
+
+	for _, p := range layout.Partitions {
+		if err := im.ctx.Err(); err != nil {
+			return nil, err
+		}
+		switch p.Filesystem {
+		case "ext4":
+			fsm, err := im.importExt(p)
+			if err != nil {
+				return nil, fmt.Errorf("partition %d: %w", p.Index, err)
+			}
+			m.Filesystems = append(m.Filesystems, *fsm)
+		case "":
+			im.warn("partition %d: no filesystem recognised; stored whole as residual data", p.Index)
+		default:
+			im.warn("partition %d: %s is not walked yet; stored whole as residual data", p.Index, p.Filesystem)
+		}
+	}
+	if err := im.importResidual(m); err != nil {
+		return nil, fmt.Errorf("residual data: %w", err)
+	}
+	if err := m.Validate(); err != nil {
+		// A bug, not bad input: refuse rather than store something that
+		// would not export back.
+		return nil, fmt.Errorf("internal error, manifest does not tile the disk: %w", err)
+	}
+	return m, nil
+}
+
+func layoutFromDisk(l *disk.Layout) manifest.Layout {
+	out := manifest.Layout{Kind: l.Kind, SectorSize: l.SectorSize}
+	if l.GPT != nil {
+		out.DiskGUID = l.GPT.DiskGUID
+	}
+	if l.MBR != nil {
+		out.Signature = l.MBR.DiskSignature
+	}
+	// The reader's full record (every field, raw entries, EBRs) goes along
+	// verbatim; JSON of plain structs cannot fail.
+	out.Detail, _ = json.Marshal(l)
+	for i := range l.Partitions {
+		p := &l.Partitions[i]
+		mp := manifest.Partition{Index: p.Index, Start: p.Start, Size: p.Size, Bootable: p.Bootable(),
+			Logical: p.Logical, Filesystem: p.Filesystem}
+		switch {
+		case p.GPT != nil:
+			mp.Type, mp.GUID, mp.Name, mp.Attributes = p.GPT.TypeGUID, p.GPT.PartGUID, p.GPT.Name, p.GPT.Attributes
+		case p.MBR != nil:
+			mp.Type = fmt.Sprintf("0x%02x", p.MBR.Type)
+		}
+		if p.Extended {
+			mp.Filesystem = "extended"
+		}
+		out.Partitions = append(out.Partitions, mp)
+	}
+	return out
+}
+
+// importExt walks one ext2/3/4 filesystem.
+func (im *importer) importExt(p disk.Partition) (*manifest.Filesystem, error) {
+	section := io.NewSectionReader(im.f, p.Start, p.Size)
+	fs, err := ext4.Open(section, p.Size)
+	if err != nil {
+		return nil, err
+	}
+	sb := fs.Super()
+	out := &manifest.Filesystem{
+		PartIndex: p.Index, Type: extTypeName(sb), Offset: p.Start, Size: p.Size,
+		UUID: formatUUID(sb.UUID), Label: bytes.Clone(sb.VolumeName),
+		BlockSize: sb.BlockSize, InodeSize: sb.InodeSize,
+		Features: [3]uint32{sb.FeatureCompat, sb.FeatureIncompat, sb.FeatureRoCompat},
+		Super:    append([]byte(nil), sb.Raw[:]...),
+	}
+	if im.opt.DiscardFree {
+		used, err := fs.UsedBlocks()
+		if err != nil {
+			return nil, err
+		}
+		im.free = append(im.free, freeMap{off: p.Start, blockSize: int64(sb.BlockSize), used: used, blocks: sb.BlocksCount})
+	}
+
+	byIno := map[uint32]int{}
+	err = fs.Walk(func(path []byte, ino uint32, in *ext4.Inode) error {
+		if i, ok := byIno[ino]; ok {
+			out.Files[i].Paths = append(out.Files[i].Paths, append([]byte(nil), path...))
+			return nil
+		}
+		e, err := im.entry(fs, p, path, in)
+		if err != nil {
+			return fmt.Errorf("inode %d (%q): %w", ino, path, err)
+		}
+		byIno[ino] = len(out.Files)
+		out.Files = append(out.Files, *e)
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	// Content is read in inode order, which follows the disk closely for
+	// filesystems written by mke2fs and the kernel alike.
+	sort.Slice(out.Files, func(i, j int) bool { return out.Files[i].Ino < out.Files[j].Ino })
+	for i := range out.Files {
+		if err := im.content(fs, p, &out.Files[i]); err != nil {
+			return nil, fmt.Errorf("inode %d (%q): %w", out.Files[i].Ino, out.Files[i].Paths[0], err)
+		}
+	}
+	return out, nil
+}
+
+// extTypeName names the filesystem the way mkfs -t would: ext4 once any
+// ext4-only feature is on, ext3 for a journal, else ext2.
+func extTypeName(sb *ext4.Superblock) string {
+	const ext4Incompat = ext4.IncompatExtents | ext4.Incompat64Bit | ext4.IncompatFlexBG | ext4.IncompatInlineData
+	switch {
+	case sb.FeatureIncompat&ext4Incompat != 0 || sb.HasHugeFile() || sb.HasMetadataCsum():
+		return "ext4"
+	case sb.HasJournal():
+		return "ext3"
+	}
+	return "ext2"
+}
+
+func formatUUID(u [16]byte) string {
+	return fmt.Sprintf("%x-%x-%x-%x-%x", u[0:4], u[4:6], u[6:8], u[8:10], u[10:16])
+}
+
+func nanos(t ext4.Timestamp) int64 { return t.Sec*1e9 + int64(t.Nsec) }
+
+// entry records an inode's metadata (not its content).
+func (im *importer) entry(fs *ext4.FS, p disk.Partition, path []byte, in *ext4.Inode) (*manifest.Entry, error) {
+	e := &manifest.Entry{
+		Ino: in.Ino, Paths: [][]byte{append([]byte(nil), path...)},
+		Mode: uint32(in.Mode), UID: in.UID, GID: in.GID, Nlink: uint32(in.Links), Size: in.Size,
+		Atime: nanos(in.Atime), Mtime: nanos(in.Mtime), Ctime: nanos(in.Ctime), Crtime: nanos(in.Crtime),
+		Flags: in.Flags, Generation: in.Generation,
+	}
+	switch e.Mode & manifest.ModeType {
+	case manifest.ModeSymlink:
+		target, err := fs.Readlink(in.Ino)
+		if err != nil {
+			return nil, err
+		}
+		e.Symlink = target
+	case manifest.ModeChar, manifest.ModeBlock:
+		e.RdevMajor, e.RdevMinor = in.Major, in.Minor
+	}
+	xs, err := fs.Xattrs(in.Ino)
+	if err != nil {
+		return nil, err
+	}
+	for _, x := range xs {
+		e.Xattrs = append(e.Xattrs, manifest.Xattr{Name: x.Name, Value: x.Value})
+	}
+	return e, nil
+}
+
+// content stores a regular file's data and records where it lies.
+func (im *importer) content(fs *ext4.FS, p disk.Partition, e *manifest.Entry) error {
+	inlineData := e.Flags&ext4.FlagInlineData != 0
+	if !e.IsRegular() || e.Size == 0 {
+		return nil
+	}
+	if inlineData {
+		data, err := fs.InlineData(e.Ino)
+		if err != nil {
+			return err
+		}
+		refs, err := im.storeBuffer(data)
+		e.Content = refs
+		return err
+	}
+	exts, err := fs.Extents(e.Ino)
+	if err != nil {
+		return err
+	}
+	bs := int64(fs.Super().BlockSize)
+	for _, x := range exts {
+		if x.Uninit {
+			continue // reads as zeros; its stale blocks stay residual
+		}
+		fileOff := int64(x.Logical) * bs
+		if uint64(fileOff) >= e.Size {
+			continue // preallocated past EOF: not content
+		}
+		n := min(int64(x.Len)*bs, int64(e.Size)-fileOff)
+		diskOff := p.Start + int64(x.Physical)*bs
+		if diskOff+n > p.Start+p.Size {
+			return fmt.Errorf("extent at block %d runs past the end of the partition", x.Physical)
+		}
+		if k := len(e.Extents) - 1; k >= 0 && e.Extents[k].FileOff+e.Extents[k].Len == fileOff && e.Extents[k].DiskOff+e.Extents[k].Len == diskOff {
+			e.Extents[k].Len += n
+			continue
+		}
+		e.Extents = append(e.Extents, manifest.Extent{FileOff: fileOff, DiskOff: diskOff, Len: n})
+	}
+	var total int64
+	for _, x := range e.Extents {
+		im.spans = append(im.spans, segment{x.DiskOff, x.Len})
+		total += x.Len
+	}
+	refs, err := im.storeStream(e.Extents, total)
+	e.Content = refs
+	return err
+}
+
+// smallFile is the size up to which a file's content is read whole and cut
+// in memory, avoiding a streaming chunker per file.
+const smallFile = 8 << 20
+
+func (im *importer) storeStream(exts []manifest.Extent, total int64) ([]manifest.Ref, error) {
+	if total == 0 {
+		return nil, nil
+	}
+	readers := make([]io.Reader, len(exts))
+	for i, x := range exts {
+		readers[i] = io.NewSectionReader(im.f, x.DiskOff, x.Len)
+	}
+	rd := io.MultiReader(readers...)
+	if total <= smallFile {
+		if int64(cap(im.buf)) < total {
+			im.buf = make([]byte, smallFile)
+		}
+		buf := im.buf[:total]
+		if _, err := io.ReadFull(rd, buf); err != nil {
+			return nil, err
+		}
+		im.progress(total)
+		return im.storeBuffer(buf)
+	}
+	ch := chunker.New(rd, im.params)
+	var refs []manifest.Ref
+	for {
+		data, err := ch.Next()
+		if err == io.EOF {
+			return refs, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+		ref, err := im.put(data)
+		if err != nil {
+			return nil, err
+		}
+		refs = append(refs, ref)
+		im.progress(int64(len(data)))
+	}
+}
+
+// storeBuffer cuts an in-memory stream into chunks and stores them.
+func (im *importer) storeBuffer(data []byte) ([]manifest.Ref, error) {
+	var refs []manifest.Ref
+	for len(data) > 0 {
+		n := chunker.Boundary(data, im.params)
+		ref, err := im.put(data[:n])
+		if err != nil {
+			return nil, err
+		}
+		refs = append(refs, ref)
+		data = data[n:]
+	}
+	return refs, nil
+}
+
+func (im *importer) put(data []byte) (manifest.Ref, error) {
+	if err := im.ctx.Err(); err != nil {
+		return manifest.Ref{}, err
+	}
+	id, _, err := im.w.Put(data)
+	return manifest.Ref{ID: id, Size: uint32(len(data))}, err
+}

@@ -186,12 +186,15 @@ func Save(ctx context.Context, w *repo.Writer, r Ref, v *Version, m *manifest.Ma
 	if v.Created.IsZero() {
 		v.Created = time.Now().UTC()
 	}
+	// Every chunk of the version (manifest included) is written by now;
+	// Commit only seals and indexes them. (Stats must not be called inside
+	// the commit function: the writer is locked there.)
+	st := w.Stats()
+	v.AddedChunks, v.AddedRaw, v.AddedStored = st.NewChunks, st.NewBytes, st.StoredBytes
 	return w.Commit(ctx, func(tx *repo.Tx) error {
 		if err := checkFree(tx, r); err != nil {
 			return err
 		}
-		st := w.Stats()
-		v.AddedChunks, v.AddedRaw, v.AddedStored = st.NewChunks, st.NewBytes, st.StoredBytes
 		rec, err := json.Marshal(v)
 		if err != nil {
 			return err

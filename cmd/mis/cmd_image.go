@@ -265,7 +265,11 @@ func newInfoCmd() *cobra.Command {
 			} else {
 				fmt.Printf("  exact      no: free space was discarded at import\n")
 			}
-			fmt.Printf("  disk       %s (%d bytes), %s partition table", humanBytes(m.DiskSize), m.DiskSize, strings.ToUpper(m.Layout.Kind))
+			table := strings.ToUpper(m.Layout.Kind) + " partition table"
+			if m.Layout.Kind == "none" {
+				table = "no partition table (bare filesystem)"
+			}
+			fmt.Printf("  disk       %s (%d bytes), %s", humanBytes(m.DiskSize), m.DiskSize, table)
 			if m.Layout.DiskGUID != "" {
 				fmt.Printf(", disk GUID %s", m.Layout.DiskGUID)
 			}

@@ -65,14 +65,10 @@ func defaultRepo() string {
 }
 
 func openRepo() (*repo.Repo, error) {
-	r, err := repo.Open(g.repoDir)
-	if err != nil {
-		if os.IsNotExist(err) {
-			return nil, fmt.Errorf("no repository at %s: create one with `mis init` or pick one with --repo/MIS_REPO", g.repoDir)
-		}
-		return nil, err
+	if _, err := os.Stat(g.repoDir); os.IsNotExist(err) {
+		return nil, fmt.Errorf("no repository at %s: create one with `mis init` or pick one with --repo/MIS_REPO", g.repoDir)
 	}
-	return r, nil
+	return repo.Open(g.repoDir)
 }
 
 func printJSON(v any) error {

@@ -211,6 +211,9 @@ func (im *importer) importExt(p disk.Partition) (*manifest.Filesystem, error) {
 
 	byIno := map[uint32]int{}
 	err = fs.Walk(func(path []byte, ino uint32, in *ext4.Inode) error {
+		// The manifest keeps paths relative to the filesystem root ("" is
+		// the root itself), the form a tree joins onto any mount point.
+		path = bytes.TrimPrefix(path, []byte("/"))
 		if i, ok := byIno[ino]; ok {
 			out.Files[i].Paths = append(out.Files[i].Paths, append([]byte(nil), path...))
 			return nil
@@ -286,7 +289,7 @@ func (im *importer) entry(fs *ext4.FS, p disk.Partition, path []byte, in *ext4.I
 
 // content stores a regular file's data and records where it lies.
 func (im *importer) content(fs *ext4.FS, p disk.Partition, e *manifest.Entry) error {
-	inlineData := e.Flags&ext4.FlagInlineData != 0
+	inlineData := e.HasInlineData()
 	if !e.IsRegular() || e.Size == 0 {
 		return nil
 	}

@@ -178,8 +178,9 @@ func manifestFileSHA(t *testing.T, r *repo.Repo, e *manifest.Entry) [32]byte {
 		data = append(data, b...)
 	}
 	h := sha256.New()
-	if len(e.Extents) == 0 { // inline data: the content is the file
+	if e.HasInlineData() { // the content is the file, zeros after it
 		h.Write(data)
+		h.Write(make([]byte, int64(e.Size)-int64(len(data))))
 	} else {
 		var pos int64
 		zero := make([]byte, 1<<16)

@@ -158,6 +158,13 @@ func (e *Entry) IsDir() bool     { return e.Mode&ModeType == ModeDir }
 func (e *Entry) IsRegular() bool { return e.Mode&ModeType == ModeRegular }
 func (e *Entry) IsSymlink() bool { return e.Mode&ModeType == ModeSymlink }
 
+// FlagInlineData is the ext4 inode flag (EXT4_INLINE_DATA_FL) of a file
+// whose content lives in the inode: its Content has no Extents.
+const FlagInlineData = 0x10000000
+
+// HasInlineData reports whether the file's content lives in its inode.
+func (e *Entry) HasInlineData() bool { return e.Flags&FlagInlineData != 0 }
+
 // StreamSize is the total raw length of a chunk list.
 func StreamSize(refs []Ref) int64 {
 	var n int64

@@ -3,13 +3,13 @@ package image_test
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
 	"io"
 	"os"
 	"path/filepath"
 	"sort"
 	"testing"
 
+	"github.com/zeebo/blake3"
 	"golang.org/x/sys/unix"
 
 	"mis/chunker"
@@ -145,7 +145,7 @@ func fileSHA(t *testing.T, path string) [32]byte {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	h := sha256.New()
+	h := blake3.New()
 	if _, err := io.Copy(h, f); err != nil {
 		t.Fatal(err)
 	}
@@ -177,7 +177,7 @@ func manifestFileSHA(t *testing.T, r *repo.Repo, e *manifest.Entry) [32]byte {
 		}
 		data = append(data, b...)
 	}
-	h := sha256.New()
+	h := blake3.New()
 	if e.HasInlineData() { // the content is the file, zeros after it
 		h.Write(data)
 		h.Write(make([]byte, int64(e.Size)-int64(len(data))))

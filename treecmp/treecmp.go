@@ -9,7 +9,6 @@ package treecmp
 
 import (
 	"bytes"
-	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io"
@@ -18,6 +17,7 @@ import (
 	"path/filepath"
 	"sort"
 
+	"github.com/zeebo/blake3"
 	"golang.org/x/sys/unix"
 )
 
@@ -206,7 +206,7 @@ func hashFile(path string) ([32]byte, error) {
 		return [32]byte{}, err
 	}
 	defer f.Close()
-	h := sha256.New()
+	h := blake3.New()
 	if _, err := io.Copy(h, f); err != nil {
 		return [32]byte{}, fmt.Errorf("read %s: %w", path, err)
 	}

@@ -146,7 +146,7 @@ func extFilesystems(m *manifest.Manifest) []manifest.Filesystem {
 
 func TestDiscardFreePassesFsckAndKeepsFiles(t *testing.T) {
 	treecmp.RequireRoot(t)
-	for _, kind := range []string{"ext4", "ext4-kernel", "ext2", "gpt", "mbr"} {
+	for _, kind := range []string{"ext4", "ext4-inline", "ext4-nojournal", "ext4-1k", "ext2", "ext3", "ext4-128", "ext4-kernel", "gpt", "mbr"} {
 		t.Run(kind, func(t *testing.T) {
 			src := fixtures.Path(t, kind)
 			r := newRepo(t)

@@ -58,6 +58,7 @@ type importer struct {
 	done   int64
 	total  int64
 	buf    []byte
+	ch     *chunker.Chunker // reused for big files
 
 	spans []segment // disk ranges holding file content
 	free  []freeMap // per filesystem: blocks marked free (DiscardFree only)
@@ -232,10 +233,18 @@ func (im *importer) importExt(p disk.Partition) (*manifest.Filesystem, error) {
 	// Content is read in inode order, which follows the disk closely for
 	// filesystems written by mke2fs and the kernel alike.
 	sort.Slice(out.Files, func(i, j int) bool { return out.Files[i].Ino < out.Files[j].Ino })
+	inline := map[int][]byte{}
 	for i := range out.Files {
-		if err := im.content(fs, p, &out.Files[i]); err != nil {
+		data, err := im.place(fs, p, &out.Files[i])
+		if err != nil {
 			return nil, fmt.Errorf("inode %d (%q): %w", out.Files[i].Ino, out.Files[i].Paths[0], err)
 		}
+		if data != nil {
+			inline[i] = data
+		}
+	}
+	if err := im.storeFiles(out.Files, inline); err != nil {
+		return nil, err
 	}
 	return out, nil
 }
@@ -287,24 +296,19 @@ func (im *importer) entry(fs *ext4.FS, p disk.Partition, path []byte, in *ext4.I
 	return e, nil
 }
 
-// content stores a regular file's data and records where it lies.
-func (im *importer) content(fs *ext4.FS, p disk.Partition, e *manifest.Entry) error {
-	inlineData := e.HasInlineData()
+// place records where a regular file's content lies on the disk (its
+// Extents) without reading it; for an inline-data file it returns the
+// content instead.
+func (im *importer) place(fs *ext4.FS, p disk.Partition, e *manifest.Entry) (inline []byte, err error) {
 	if !e.IsRegular() || e.Size == 0 {
-		return nil
+		return nil, nil
 	}
-	if inlineData {
-		data, err := fs.InlineData(e.Ino)
-		if err != nil {
-			return err
-		}
-		refs, err := im.storeBuffer(data)
-		e.Content = refs
-		return err
+	if e.HasInlineData() {
+		return fs.InlineData(e.Ino)
 	}
 	exts, err := fs.Extents(e.Ino)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	bs := int64(fs.Super().BlockSize)
 	for _, x := range exts {
@@ -318,7 +322,7 @@ func (im *importer) content(fs *ext4.FS, p disk.Partition, e *manifest.Entry) er
 		n := min(int64(x.Len)*bs, int64(e.Size)-fileOff)
 		diskOff := p.Start + int64(x.Physical)*bs
 		if diskOff+n > p.Start+p.Size {
-			return fmt.Errorf("extent at block %d runs past the end of the partition", x.Physical)
+			return nil, fmt.Errorf("extent at block %d runs past the end of the partition", x.Physical)
 		}
 		if k := len(e.Extents) - 1; k >= 0 && e.Extents[k].FileOff+e.Extents[k].Len == fileOff && e.Extents[k].DiskOff+e.Extents[k].Len == diskOff {
 			e.Extents[k].Len += n
@@ -326,14 +330,118 @@ func (im *importer) content(fs *ext4.FS, p disk.Partition, e *manifest.Entry) er
 		}
 		e.Extents = append(e.Extents, manifest.Extent{FileOff: fileOff, DiskOff: diskOff, Len: n})
 	}
-	var total int64
 	for _, x := range e.Extents {
 		im.spans = append(im.spans, segment{x.DiskOff, x.Len})
+	}
+	return nil, nil
+}
+
+// storeFiles stores the content of every file, in order, through one
+// WriteChunks call: each file is cut on its own (so a file dedups wherever
+// it lies), while hashing and compression of all files' chunks run on
+// parallel workers and reading overlaps them.
+func (im *importer) storeFiles(files []manifest.Entry, inline map[int][]byte) error {
+	counts := make([]int, len(files))
+	fi := -1
+	var cur func() ([]byte, error)
+	next := func() ([]byte, error) {
+		for {
+			if cur != nil {
+				data, err := cur()
+				if err == nil {
+					counts[fi]++
+					return data, nil
+				}
+				if err != io.EOF {
+					return nil, fmt.Errorf("inode %d (%q): %w", files[fi].Ino, files[fi].Paths[0], err)
+				}
+				cur = nil
+			}
+			fi++
+			if fi >= len(files) {
+				return nil, io.EOF
+			}
+			if err := im.ctx.Err(); err != nil {
+				return nil, err
+			}
+			var err error
+			if cur, err = im.fileChunks(&files[fi], inline[fi]); err != nil {
+				return nil, fmt.Errorf("inode %d (%q): %w", files[fi].Ino, files[fi].Paths[0], err)
+			}
+		}
+	}
+	refs, err := im.w.WriteChunks(next, nil)
+	if err != nil {
+		return err
+	}
+	for i := range files {
+		files[i].Content = make([]manifest.Ref, counts[i])
+		for k := range counts[i] {
+			files[i].Content[k] = manifest.Ref{ID: refs[k].ID, Size: refs[k].Size}
+		}
+		refs = refs[counts[i]:]
+	}
+	return nil
+}
+
+// fileChunks returns a source of one file's chunks, or nil when the file
+// has no content. Small files are read whole into a reused buffer and cut
+// in memory; big ones stream through one reused chunker. Inline data is
+// not counted as progress: its bytes are in the residual inode table.
+func (im *importer) fileChunks(e *manifest.Entry, inline []byte) (func() ([]byte, error), error) {
+	if inline != nil {
+		return im.cutter(inline, false), nil
+	}
+	var total int64
+	for _, x := range e.Extents {
 		total += x.Len
 	}
-	refs, err := im.storeStream(e.Extents, total)
-	e.Content = refs
-	return err
+	if total == 0 {
+		return nil, nil
+	}
+	readers := make([]io.Reader, len(e.Extents))
+	for i, x := range e.Extents {
+		readers[i] = io.NewSectionReader(im.f, x.DiskOff, x.Len)
+	}
+	rd := io.MultiReader(readers...)
+	if total <= smallFile {
+		if int64(cap(im.buf)) < total {
+			im.buf = make([]byte, smallFile)
+		}
+		buf := im.buf[:total]
+		if _, err := io.ReadFull(rd, buf); err != nil {
+			return nil, err
+		}
+		return im.cutter(buf, true), nil
+	}
+	if im.ch == nil {
+		im.ch = chunker.New(rd, im.params)
+	} else {
+		im.ch.Reset(rd)
+	}
+	return func() ([]byte, error) {
+		data, err := im.ch.Next()
+		if err == nil {
+			im.progress(int64(len(data)))
+		}
+		return data, err
+	}, nil
+}
+
+// cutter returns the chunks of an in-memory stream one by one.
+func (im *importer) cutter(data []byte, countProgress bool) func() ([]byte, error) {
+	return func() ([]byte, error) {
+		if len(data) == 0 {
+			return nil, io.EOF
+		}
+		n := chunker.Boundary(data, im.params)
+		chunk := data[:n]
+		data = data[n:]
+		if countProgress {
+			im.progress(int64(n))
+		}
+		return chunk, nil
+	}
 }
 
 // smallFile is the size up to which a file's content is read whole and cut

@@ -40,6 +40,16 @@ func getBuf(n int) *[]byte {
 // appended in stream order. progress, if not nil, is called with the
 // number of bytes just consumed after each chunk.
 func (w *Writer) WriteStream(rd io.Reader, progress func(n int64)) ([]Ref, error) {
+	c := chunker.New(rd, w.r.cfg.Chunker)
+	return w.WriteChunks(c.Next, progress)
+}
+
+// WriteChunks stores the chunks next returns, in order, until it returns
+// io.EOF: the caller decides the cut points (e.g. one file after another,
+// each cut on its own). The slice next returns is copied before next is
+// called again. Hashing and compression run on GOMAXPROCS workers; next
+// runs on its own goroutine, so reading overlaps them.
+func (w *Writer) WriteChunks(next func() ([]byte, error), progress func(n int64)) ([]Ref, error) {
 	workers := runtime.GOMAXPROCS(0)
 	jobs := make(chan *streamJob, workers)
 	order := make(chan *streamJob, 2*workers)
@@ -63,9 +73,8 @@ func (w *Writer) WriteStream(rd io.Reader, progress func(n int64)) ([]Ref, error
 	go func() {
 		defer close(order)
 		defer close(jobs)
-		c := chunker.New(rd, w.r.cfg.Chunker)
 		for {
-			data, err := c.Next()
+			data, err := next()
 			if err == io.EOF {
 				return
 			}

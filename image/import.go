@@ -44,6 +44,20 @@ type ImportOptions struct {
 	Progress func(done, total int64)
 	// Warn receives messages about partitions stored whole, etc.
 	Warn func(msg string)
+	// Parent is the manifest of the version this image is a newer copy
+	// of. A regular file whose inode is unchanged against it (same inode
+	// number, generation, size, mtime and ctime to the nanosecond, same
+	// extents) reuses the parent's chunk list without being read. The
+	// parent's chunks must be in the repository this import writes to.
+	Parent *manifest.Manifest
+	// Rehash reads and hashes every file even when Parent says unchanged.
+	Rehash bool
+}
+
+// ImportStats says how much of an import was recognised without reading.
+type ImportStats struct {
+	ReusedFiles, ReusedBytes int64 // unchanged files taken from the parent
+	ReadFiles, ReadBytes     int64 // files read and chunked
 }
 
 // Importer reads one image into a manifest, storing chunks through w.
@@ -60,6 +74,7 @@ type importer struct {
 	buf    []byte
 	ch     *chunker.Chunker // reused for big files
 
+	stats ImportStats
 	spans []segment // disk ranges holding file content
 	free  []freeMap // per filesystem: blocks marked free (DiscardFree only)
 }
@@ -74,24 +89,31 @@ type freeMap struct {
 // Import reads the raw disk image at path and returns its manifest. Chunks
 // are written through w; the caller commits them with the version record.
 func Import(ctx context.Context, w *repo.Writer, params chunker.Params, path string, opt ImportOptions) (*manifest.Manifest, error) {
+	m, _, err := ImportWithStats(ctx, w, params, path, opt)
+	return m, err
+}
+
+// ImportWithStats is Import that also reports what was reused from the
+// parent.
+func ImportWithStats(ctx context.Context, w *repo.Writer, params chunker.Params, path string, opt ImportOptions) (*manifest.Manifest, ImportStats, error) {
 	f, err := os.Open(path)
 	if err != nil {
-		return nil, err
+		return nil, ImportStats{}, err
 	}
 	defer f.Close()
 	size, err := imageSize(f)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
+		return nil, ImportStats{}, fmt.Errorf("%s: %w", path, err)
 	}
 	if size == 0 {
-		return nil, fmt.Errorf("%s: image is empty", path)
+		return nil, ImportStats{}, fmt.Errorf("%s: image is empty", path)
 	}
 	im := &importer{ctx: ctx, w: w, params: params, path: path, f: f, size: size, opt: opt, total: size}
 	m, err := im.run()
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
+		return nil, ImportStats{}, fmt.Errorf("%s: %w", path, err)
 	}
-	return m, nil
+	return m, im.stats, nil
 }
 
 func imageSize(f *os.File) (int64, error) {
@@ -243,10 +265,77 @@ func (im *importer) importExt(p disk.Partition) (*manifest.Filesystem, error) {
 			inline[i] = data
 		}
 	}
-	if err := im.storeFiles(out.Files, inline); err != nil {
+	reused := im.reuseFromParent(p.Index, out.Files)
+	if err := im.storeFiles(out.Files, inline, reused); err != nil {
 		return nil, err
 	}
 	return out, nil
+}
+
+// reuseFromParent gives every file whose inode is unchanged against the
+// parent the parent's chunk list, and returns which ones it did.
+func (im *importer) reuseFromParent(part int, files []manifest.Entry) []bool {
+	reused := make([]bool, len(files))
+	if im.opt.Parent == nil || im.opt.Rehash {
+		return reused
+	}
+	var parent *manifest.Filesystem
+	for i := range im.opt.Parent.Filesystems {
+		if im.opt.Parent.Filesystems[i].PartIndex == part {
+			parent = &im.opt.Parent.Filesystems[i]
+		}
+	}
+	if parent == nil {
+		return reused
+	}
+	byIno := make(map[uint32]*manifest.Entry, len(parent.Files))
+	for i := range parent.Files {
+		byIno[parent.Files[i].Ino] = &parent.Files[i]
+	}
+	for i := range files {
+		e := &files[i]
+		old := byIno[e.Ino]
+		if old == nil || !unchangedContent(old, e) {
+			continue
+		}
+		e.Content = old.Content
+		reused[i] = true
+		n := manifest.StreamSize(old.Content)
+		im.stats.ReusedFiles++
+		im.stats.ReusedBytes += n
+		im.progress(n)
+	}
+	return reused
+}
+
+// unchangedContent is the inode test for "this file's data was not
+// rewritten": any write changes ctime (and mtime), a reused inode number gets
+// a new generation, and the data must still lie in the same blocks.
+func unchangedContent(old, cur *manifest.Entry) bool {
+	if !cur.IsRegular() || !old.IsRegular() || cur.HasInlineData() || old.HasInlineData() {
+		return false
+	}
+	if old.Size != cur.Size || old.Mtime != cur.Mtime || old.Ctime != cur.Ctime || old.Generation != cur.Generation {
+		return false
+	}
+	if len(old.Extents) != len(cur.Extents) {
+		return false
+	}
+	for i := range old.Extents {
+		if old.Extents[i] != cur.Extents[i] {
+			return false
+		}
+	}
+	return manifest.StreamSize(old.Content) == int64(cur.Size)-holes(cur)
+}
+
+// holes is the number of bytes of a file not covered by its extents.
+func holes(e *manifest.Entry) int64 {
+	var n int64
+	for _, x := range e.Extents {
+		n += x.Len
+	}
+	return int64(e.Size) - n
 }
 
 // extTypeName names the filesystem the way mkfs -t would: ext4 once any
@@ -340,7 +429,7 @@ func (im *importer) place(fs *ext4.FS, p disk.Partition, e *manifest.Entry) (inl
 // WriteChunks call: each file is cut on its own (so a file dedups wherever
 // it lies), while hashing and compression of all files' chunks run on
 // parallel workers and reading overlaps them.
-func (im *importer) storeFiles(files []manifest.Entry, inline map[int][]byte) error {
+func (im *importer) storeFiles(files []manifest.Entry, inline map[int][]byte, reused []bool) error {
 	counts := make([]int, len(files))
 	fi := -1
 	var cur func() ([]byte, error)
@@ -364,6 +453,9 @@ func (im *importer) storeFiles(files []manifest.Entry, inline map[int][]byte) er
 			if err := im.ctx.Err(); err != nil {
 				return nil, err
 			}
+			if reused[fi] {
+				continue
+			}
 			var err error
 			if cur, err = im.fileChunks(&files[fi], inline[fi]); err != nil {
 				return nil, fmt.Errorf("inode %d (%q): %w", files[fi].Ino, files[fi].Paths[0], err)
@@ -375,6 +467,12 @@ func (im *importer) storeFiles(files []manifest.Entry, inline map[int][]byte) er
 		return err
 	}
 	for i := range files {
+		if reused[i] {
+			continue
+		}
+		if files[i].IsRegular() && files[i].Size > 0 {
+			im.stats.ReadFiles++
+		}
 		files[i].Content = make([]manifest.Ref, counts[i])
 		for k := range counts[i] {
 			files[i].Content[k] = manifest.Ref{ID: refs[k].ID, Size: refs[k].Size}
@@ -423,6 +521,7 @@ func (im *importer) fileChunks(e *manifest.Entry, inline []byte) (func() ([]byte
 		data, err := im.ch.Next()
 		if err == nil {
 			im.progress(int64(len(data)))
+			im.stats.ReadBytes += int64(len(data))
 		}
 		return data, err
 	}, nil
@@ -439,6 +538,7 @@ func (im *importer) cutter(data []byte, countProgress bool) func() ([]byte, erro
 		data = data[n:]
 		if countProgress {
 			im.progress(int64(n))
+			im.stats.ReadBytes += int64(n)
 		}
 		return chunk, nil
 	}

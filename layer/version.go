@@ -224,3 +224,22 @@ func toManifestRefs(refs []repo.Ref) []manifest.Ref {
 	}
 	return out
 }
+
+// Latest returns the most recently created version tagged under name, or
+// ErrNotFound. It is the default parent of a new import of name.
+func Latest(tx *repo.Tx, name string) (*Version, error) {
+	tags, err := List(tx)
+	if err != nil {
+		return nil, err
+	}
+	var best *Version
+	for _, t := range tags {
+		if t.Ref.Name == name && (best == nil || t.Version.Created.After(best.Created)) {
+			best = t.Version
+		}
+	}
+	if best == nil {
+		return nil, fmt.Errorf("%s: %w", name, ErrNotFound)
+	}
+	return best, nil
+}

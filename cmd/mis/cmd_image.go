@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"strings"
@@ -16,7 +17,8 @@ import (
 )
 
 func newImportCmd() *cobra.Command {
-	var discardFree bool
+	var discardFree, noParent, rehash bool
+	var parentRef string
 	cmd := &cobra.Command{
 		Use:   "import IMAGE NAME[:TAG]",
 		Short: "Store a raw disk image as a new version",
@@ -34,10 +36,18 @@ By default free blocks are kept too (exactness wins). --discard-free drops the
 content of blocks the filesystem marks free: they export as zeros, the image
 still passes e2fsck with the same files, but it is no longer identical.
 
+Versions form a history: the new version's parent is the latest version of NAME
+(or --parent NAME:TAG, any image; --no-parent starts fresh). A file whose inode
+is unchanged against the parent (same inode number and generation, size, mtime
+and ctime to the nanosecond, same extents) reuses the parent's chunks without
+being read, which makes re-importing an updated image fast. --rehash reads and
+hashes everything anyway.
+
 A filesystem with a dirty journal is refused: mount and unmount it cleanly, or
 run e2fsck, before importing.`,
 		Example: `  mis import disk.raw debian:12
-  mis import --discard-free vm.img web:2026-11-22`,
+  mis import --discard-free vm.img web:2026-11-22
+  mis import --parent debian:12 debian-custom.raw custom:v1`,
 		Args: cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			src := args[0]
@@ -56,20 +66,43 @@ run e2fsck, before importing.`,
 				return err
 			}
 			defer w.Close()
-			// Refuse a taken name before reading gigabytes.
+			// Refuse a taken name before reading gigabytes, and find the parent.
+			var parent *layer.Version
 			if err := w.View(ctx, func(tx *repo.Tx) error {
-				_, err := layer.Resolve(tx, ref)
-				if err == nil {
+				if _, err := layer.Resolve(tx, ref); err == nil {
 					return fmt.Errorf("%s already exists: choose another tag or remove it first", ref)
 				}
-				return nil
+				var err error
+				switch {
+				case noParent:
+				case parentRef != "":
+					pr, perr := layer.ParseRef(parentRef)
+					if perr != nil {
+						return perr
+					}
+					parent, err = layer.Resolve(tx, pr)
+				default:
+					parent, err = layer.Latest(tx, ref.Name)
+					if errors.Is(err, layer.ErrNotFound) {
+						err = nil
+					}
+				}
+				return err
 			}); err != nil {
 				return err
 			}
+			var parentManifest *manifest.Manifest
+			if parent != nil {
+				if parentManifest, err = layer.LoadManifest(ctx, r, parent); err != nil {
+					return fmt.Errorf("parent %s:%s: %w", parent.Name, parent.Tag, err)
+				}
+			}
 			prog := newProgress("import " + ref.String())
 			var warnings []string
-			m, err := image.Import(ctx, w, r.Config().Chunker, src, image.ImportOptions{
+			m, ist, err := image.ImportWithStats(ctx, w, r.Config().Chunker, src, image.ImportOptions{
 				DiscardFree: discardFree,
+				Parent:      parentManifest,
+				Rehash:      rehash,
 				Progress:    prog.update,
 				Warn:        func(msg string) { warnings = append(warnings, msg) },
 			})
@@ -78,12 +111,16 @@ run e2fsck, before importing.`,
 				return err
 			}
 			v := &layer.Version{Source: src}
+			if parent != nil {
+				v.Parent = parent.ID
+			}
 			if err := layer.Save(ctx, w, ref, v, m); err != nil {
 				return err
 			}
 			elapsed := time.Since(start)
 			if g.json {
-				return printJSON(map[string]any{"version": v, "seconds": elapsed.Seconds(), "warnings": warnings})
+				return printJSON(map[string]any{"version": v, "seconds": elapsed.Seconds(), "warnings": warnings, "reused_files": ist.ReusedFiles,
+					"reused_bytes": ist.ReusedBytes, "read_files": ist.ReadFiles, "read_bytes": ist.ReadBytes})
 			}
 			for _, msg := range warnings {
 				fmt.Fprintln(os.Stderr, "note:", msg)
@@ -91,10 +128,18 @@ run e2fsck, before importing.`,
 			fmt.Printf("imported %s as %s: %s disk, %d files, %d filesystem(s), added %s (%s stored) in %s\n",
 				src, ref, humanBytes(m.DiskSize), m.FileCount(), len(m.Filesystems),
 				humanBytes(v.AddedRaw), humanBytes(v.AddedStored), humanDuration(elapsed))
+			if parent != nil {
+				fmt.Printf("parent %s:%s: %d files (%s) unchanged and reused without reading, %d files (%s) read\n",
+					parent.Name, parent.Tag, ist.ReusedFiles, humanBytes(ist.ReusedBytes), ist.ReadFiles, humanBytes(ist.ReadBytes))
+			}
 			return nil
 		},
 	}
 	cmd.Flags().BoolVar(&discardFree, "discard-free", false, "drop the content of free blocks (export is then not identical)")
+	cmd.Flags().StringVar(&parentRef, "parent", "", "parent version NAME:TAG (default: the latest version of NAME)")
+	cmd.Flags().BoolVar(&noParent, "no-parent", false, "start a new history: no parent, read every file")
+	cmd.Flags().BoolVar(&rehash, "rehash", false, "read and hash every file even when its inode says unchanged")
+	cmd.MarkFlagsMutuallyExclusive("parent", "no-parent")
 	return cmd
 }
 

@@ -75,6 +75,8 @@ type importer struct {
 	ch     *chunker.Chunker // reused for big files
 
 	stats ImportStats
+	// noSeekHole is set once the image says it cannot report holes.
+	noSeekHole bool
 	spans []segment // disk ranges holding file content
 	free  []freeMap // per filesystem: blocks marked free (DiscardFree only)
 }
@@ -161,6 +163,18 @@ func (im *importer) run() (*manifest.Manifest, error) {
 			fsm, err := im.importExt(p)
 			if err != nil {
 				return nil, fmt.Errorf("partition %d: %w", p.Index, err)
+			}
+			m.Filesystems = append(m.Filesystems, *fsm)
+		case "vfat", "iso9660", "squashfs":
+			fsm, err := im.importOther(p)
+			if err != nil && im.ctx.Err() != nil {
+				return nil, im.ctx.Err()
+			}
+			if err != nil {
+				// Their bytes are residual either way: only the file
+				// listing is lost, never exactness.
+				im.warn("partition %d: cannot walk %s (%v); stored whole as residual data without a file listing", p.Index, p.Filesystem, err)
+				continue
 			}
 			m.Filesystems = append(m.Filesystems, *fsm)
 		case "":

@@ -6,6 +6,8 @@ import (
 	"io"
 	"sort"
 
+	"golang.org/x/sys/unix"
+
 	"mis/manifest"
 )
 
@@ -81,6 +83,17 @@ func (im *importer) residualRange(w io.Writer, rb *runBuilder, off, n int64) err
 			return err
 		}
 		step := min(n, readSize)
+		// Holes of a sparse image file are zeros nobody needs to read.
+		if hole, data := im.holeAt(off); hole > 0 {
+			h := min(hole, n)
+			rb.add(off, h, true)
+			im.progress(h)
+			off += h
+			n -= h
+			continue
+		} else if data > 0 {
+			step = min(step, data)
+		}
 		buf := im.buf[:step]
 		if _, err := im.f.ReadAt(buf, off); err != nil {
 			return fmt.Errorf("read at offset %d: %w", off, err)
@@ -151,4 +164,29 @@ func (rb *runBuilder) add(off, n int64, zero bool) {
 		}
 	}
 	rb.runs = append(rb.runs, manifest.Run{Off: off, Len: n, Zero: zero})
+}
+
+// holeAt asks the image file (SEEK_DATA/SEEK_HOLE) about offset off: it
+// returns the length of the hole starting there, or else the length of the
+// data run starting there (0, 0 when the file cannot tell).
+func (im *importer) holeAt(off int64) (hole, data int64) {
+	if im.noSeekHole {
+		return 0, 0
+	}
+	fd := int(im.f.Fd())
+	next, err := unix.Seek(fd, off, unix.SEEK_DATA)
+	switch {
+	case err == unix.ENXIO: // no data after off: a hole to the end
+		return im.size - off, 0
+	case err != nil:
+		im.noSeekHole = true // e.g. a block device
+		return 0, 0
+	case next > off:
+		return next - off, 0
+	}
+	end, err := unix.Seek(fd, off, unix.SEEK_HOLE)
+	if err != nil || end <= off {
+		return 0, 0
+	}
+	return 0, end - off
 }

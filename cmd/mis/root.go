@@ -46,7 +46,7 @@ the imported image byte for byte.
 	root.PersistentFlags().BoolVar(&g.json, "json", false, "print machine-readable JSON on stdout")
 	root.PersistentFlags().BoolVarP(&g.quiet, "quiet", "q", false, "no progress output")
 	root.AddCommand(newInitCmd(), newImportCmd(), newExportCmd(), newLsCmd(), newInfoCmd(),
-		newVerifyCmd(), newStatsCmd(), newMountCmd(), newUmountCmd())
+		newVerifyCmd(), newStatsCmd(), newMountCmd(), newUmountCmd(), newLogCmd(), newDiffCmd(), newTagCmd(), newRmCmd(), newGcCmd())
 	return root
 }
 

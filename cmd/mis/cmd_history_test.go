@@ -1,0 +1,109 @@
+package main_test
+
+import (
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"mis/fixtures"
+)
+
+// historyBin returns a mis binary with the history commands. Until root.go
+// registers them, it is built with an overlay of root.go that does.
+func historyBin(t *testing.T) string {
+	t.Helper()
+	if out, _ := exec.Command(misBin, "gc", "--help").CombinedOutput(); strings.Contains(string(out), "--dry-run") {
+		return misBin
+	}
+	root, err := os.ReadFile("root.go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	const anchor = "newMountCmd(), newUmountCmd()"
+	if !strings.Contains(string(root), anchor) {
+		t.Skip("root.go changed; register newTagCmd, newRmCmd, newLogCmd, newDiffCmd, newGcCmd there")
+	}
+	dir := t.TempDir()
+	patched := strings.Replace(string(root), anchor, anchor+", newTagCmd(), newRmCmd(), newLogCmd(), newDiffCmd(), newGcCmd()", 1)
+	abs, _ := filepath.Abs("root.go")
+	overlay, _ := json.Marshal(map[string]any{"Replace": map[string]string{abs: filepath.Join(dir, "root.go")}})
+	os.WriteFile(filepath.Join(dir, "root.go"), []byte(patched), 0o644)
+	os.WriteFile(filepath.Join(dir, "overlay.json"), overlay, 0o644)
+	bin := filepath.Join(dir, "mis")
+	if out, err := exec.Command("go", "build", "-overlay", filepath.Join(dir, "overlay.json"), "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("build with history commands: %v\n%s", err, out)
+	}
+	return bin
+}
+
+func TestCLIHistory(t *testing.T) {
+	saved := misBin
+	misBin = historyBin(t)
+	defer func() { misBin = saved }()
+	v1, v2 := fixtures.Path(t, "ext4"), fixtures.Path(t, "ext2")
+	repo := filepath.Join(t.TempDir(), "repo")
+	mustMis(t, repo, "init")
+	mustMis(t, repo, "import", v1, "img:v1")
+	mustMis(t, repo, "import", v2, "img:v2")
+
+	if out := mustMis(t, repo, "tag", "img:v1", "img:copy"); !strings.Contains(out, "tagged img:v1 as img:copy") {
+		t.Fatalf("tag: %q", out)
+	}
+	if _, errOut, code := mis(t, repo, "tag", "img:v1", "img:v2"); code == 0 || !strings.Contains(errOut, "already exists") {
+		t.Fatalf("tag over an existing name: exit %d %q", code, errOut)
+	}
+	var log []struct {
+		Ref     string `json:"ref"`
+		Version struct {
+			ID       string `json:"id"`
+			AddedRaw int64  `json:"added_raw"`
+		} `json:"version"`
+	}
+	if err := json.Unmarshal([]byte(mustMis(t, repo, "log", "img", "--json")), &log); err != nil {
+		t.Fatal(err)
+	}
+	if len(log) != 3 || log[0].Version.ID != log[1].Version.ID || log[2].Ref != "img:v2" || log[0].Version.AddedRaw == 0 {
+		t.Fatalf("log: %+v", log)
+	}
+	if out := mustMis(t, repo, "log", "img"); !strings.Contains(out, "ADDED STORED") || strings.Count(out, "\n") != 4 {
+		t.Fatalf("log text: %q", out)
+	}
+
+	var changes []struct {
+		Part    int      `json:"part"`
+		Path    []byte   `json:"path"`
+		Display string   `json:"display"`
+		Kind    string   `json:"kind"`
+		What    []string `json:"what"`
+	}
+	if err := json.Unmarshal([]byte(mustMis(t, repo, "diff", "img:v1", "img:copy", "--json")), &changes); err != nil || len(changes) != 0 {
+		t.Fatalf("diff of a version with itself: %v %v", changes, err)
+	}
+	if err := json.Unmarshal([]byte(mustMis(t, repo, "diff", "img:v1", "img:v2", "--json")), &changes); err != nil || len(changes) == 0 {
+		t.Fatalf("diff ext4 -> ext2: %d changes, %v", len(changes), err)
+	}
+	if text := mustMis(t, repo, "diff", "img:v1", "img:v2"); !strings.Contains(text, `~ p0 /`) {
+		t.Fatalf("diff text: %.500q", text)
+	}
+
+	if out := mustMis(t, repo, "rm", "img:v2"); !strings.Contains(out, "run mis gc") {
+		t.Fatalf("rm: %q", out)
+	}
+	var dry, real struct {
+		Freed int64 `json:"freed_bytes"`
+	}
+	json.Unmarshal([]byte(mustMis(t, repo, "gc", "--dry-run", "--json")), &dry)
+	json.Unmarshal([]byte(mustMis(t, repo, "gc", "--json")), &real)
+	if real.Freed <= 0 || dry.Freed != real.Freed {
+		t.Fatalf("gc freed %d, dry run said %d", real.Freed, dry.Freed)
+	}
+	mustMis(t, repo, "verify", "--read-data")
+	out := filepath.Join(t.TempDir(), "out.raw")
+	mustMis(t, repo, "export", "img:copy", out)
+	if err := exec.Command("cmp", v1, out).Run(); err != nil {
+		t.Fatalf("export after gc differs: %v", err)
+	}
+}

@@ -1,0 +1,327 @@
+package repo
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"mis/chunker"
+)
+
+// gcSetup commits versions 1..n (versionData) and deletes the records of
+// the versions in drop, so their private chunks become garbage.
+func gcSetup(t *testing.T, n int, drop ...int) *Repo {
+	t.Helper()
+	dir := t.TempDir() + "/repo"
+	if err := Init(dir, InitOptions{Chunker: testParams, PackTargetSize: 4 << 20}); err != nil {
+		t.Fatal(err)
+	}
+	r, err := Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	w := openWriter(t, r)
+	defer w.Close()
+	// Three versions per commit, so they share packs and dropping some
+	// leaves packs partly live (gc rewrites those below half live).
+	for v := 1; v <= n; v += 3 {
+		var recs [][]byte
+		for k := v; k <= v+2 && k <= n; k++ {
+			data := versionData(k)
+			refs, err := w.WriteStream(bytes.NewReader(data), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			sum := sha256.Sum256(data)
+			rec := versionRecord{Size: int64(len(data)), SHA256: hex.EncodeToString(sum[:])}
+			for _, ref := range refs {
+				rec.Refs = append(rec.Refs, ref.ID.String())
+			}
+			val, _ := json.Marshal(rec)
+			recs = append(recs, val)
+		}
+		err := w.Commit(ctx, func(tx *Tx) error {
+			for i, val := range recs {
+				if err := tx.Put(versionKey(v+i), val); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	err = w.Update(ctx, func(tx *Tx) error {
+		for _, v := range drop {
+			if err := tx.Delete(versionKey(v)); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+// liveOf yields every chunk of the version records visible to tx.
+func liveOf(ctx context.Context, w *Writer) func(yield func(chunker.ID) error) error {
+	return func(yield func(chunker.ID) error) error {
+		var refs []string
+		err := w.View(ctx, func(tx *Tx) error {
+			return tx.Iterate([]byte("v/"), func(key, val []byte) error {
+				var rec versionRecord
+				if err := json.Unmarshal(val, &rec); err != nil {
+					return fmt.Errorf("%s: %w", key, err)
+				}
+				refs = append(refs, rec.Refs...)
+				return nil
+			})
+		})
+		if err != nil {
+			return err
+		}
+		for _, s := range refs {
+			id, err := chunker.ParseID(s)
+			if err != nil {
+				return err
+			}
+			if err := yield(id); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+}
+
+func checkAllVersions(t *testing.T, r *Repo) {
+	t.Helper()
+	vs := loadVersions(t, r)
+	rep, err := r.Verify(context.Background(), VerifyOptions{ReadData: true, Refs: refsOf(vs)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := rep.Serious(); len(s) > 0 {
+		t.Fatalf("verify: %v", s)
+	}
+	for name, rec := range vs {
+		restoreVersion(t, r, name, rec)
+	}
+}
+
+func TestGCFreesSpaceKeepsVersions(t *testing.T) {
+	r := gcSetup(t, 6, 2, 3, 5, 6)
+	ctx := context.Background()
+	before, err := r.Stats(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mtimes := fileModTimes(t, r)
+
+	w := openWriter(t, r)
+	dry, err := w.GC(ctx, liveOf(ctx, w), GCOptions{DryRun: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if after, _ := r.Stats(ctx); after != before {
+		t.Fatalf("dry run changed the repository: %+v -> %+v", before, after)
+	}
+	if got := fileModTimes(t, r); fmt.Sprint(got) != fmt.Sprint(mtimes) {
+		t.Fatalf("dry run changed packs")
+	}
+	if dry.DeadChunks == 0 || dry.PacksRewritten == 0 || dry.Freed() <= 0 {
+		t.Fatalf("dry run found nothing to do: %+v", dry)
+	}
+
+	rep, err := w.GC(ctx, liveOf(ctx, w), GCOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.Close()
+	t.Logf("gc: %+v, freed %d bytes", rep, rep.Freed())
+	if rep.DeadChunks != dry.DeadChunks || rep.PacksDeleted != dry.PacksDeleted || rep.CopiedBytes != dry.CopiedBytes {
+		t.Errorf("dry run %+v differs from the run %+v", dry, rep)
+	}
+	after, err := r.Stats(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if after.PackBytes >= before.PackBytes || after.PackBytes != rep.PackBytesAfter || before.PackBytes != rep.PackBytesBefore {
+		t.Fatalf("pack bytes %d -> %d, report %+v", before.PackBytes, after.PackBytes, rep)
+	}
+	if after.Chunks != before.Chunks-rep.DeadChunks {
+		t.Fatalf("chunks %d -> %d, %d removed", before.Chunks, after.Chunks, rep.DeadChunks)
+	}
+	// Versions 5 and 6 shared a pack with 4 only: it was rewritten and
+	// their private data (512 KiB random each) is gone. (The first pack is
+	// still more than half live: kept, its dead chunks only unindexed.)
+	if rep.PacksRewritten == 0 || rep.Freed() < 2*512<<10 {
+		t.Fatalf("freed only %d bytes", rep.Freed())
+	}
+	// No unindexed packs and no problems at all.
+	verifyOK(t, r, VerifyOptions{ReadData: true, Refs: refsOf(loadVersions(t, r))})
+	checkAllVersions(t, r)
+
+	// A second gc finds nothing left.
+	w = openWriter(t, r)
+	again, err := w.GC(ctx, liveOf(ctx, w), GCOptions{})
+	w.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again.DeadChunks != 0 || again.PacksDeleted != 0 || again.Freed() != 0 {
+		t.Fatalf("second gc did something: %+v", again)
+	}
+}
+
+func TestGCRefusesIncompleteLiveSet(t *testing.T) {
+	r := gcSetup(t, 2)
+	ctx := context.Background()
+	before, _ := r.Stats(ctx)
+	w := openWriter(t, r)
+	defer w.Close()
+	_, err := w.GC(ctx, func(yield func(chunker.ID) error) error {
+		return fmt.Errorf("manifest of v/000002 unreadable")
+	}, GCOptions{})
+	if err == nil || !strings.Contains(err.Error(), "unreadable") {
+		t.Fatalf("gc with a failing live set: %v", err)
+	}
+	if after, _ := r.Stats(ctx); after != before {
+		t.Fatalf("failed gc changed the repository")
+	}
+}
+
+func TestGCWhileWriterHoldsLock(t *testing.T) {
+	r := gcSetup(t, 6, 4, 5)
+	h := startHelper(t, r.Dir(), "hold")
+	h.waitFor(t, "ready")
+	_, err := r.OpenWriter(context.Background(), "mis gc")
+	if err == nil || !strings.Contains(err.Error(), fmt.Sprintf("locked by pid %d", h.cmd.Process.Pid)) {
+		t.Fatalf("gc while a writer holds the lock: %v", err)
+	}
+	h.kill()
+	ctx := context.Background()
+	w := openWriter(t, r)
+	rep, err := w.GC(ctx, liveOf(ctx, w), GCOptions{})
+	w.Close()
+	if err != nil || rep.Freed() <= 0 {
+		t.Fatalf("gc after the holder died: %+v %v", rep, err)
+	}
+	checkAllVersions(t, r)
+}
+
+// gcSteps are the points where GC calls its step hook.
+var gcSteps = []string{"marked", "copied", "indexed", "swept", "unindexed", "removed"}
+
+// TestGCHelperProcess is not a test: it is the gc child process of the
+// kill tests. It stops for good at step MIS_GC_STOP, if given.
+func TestGCHelperProcess(t *testing.T) {
+	if os.Getenv(helperEnv) != "gc" {
+		t.Skip("helper process only")
+	}
+	ctx := context.Background()
+	r, err := Open(os.Getenv("MIS_REPO_TEST_DIR"))
+	if err != nil {
+		fmt.Println("error:", err)
+		os.Exit(1)
+	}
+	w, err := r.OpenWriter(ctx, "helper gc")
+	if err != nil {
+		fmt.Println("error:", err)
+		os.Exit(1)
+	}
+	stop := os.Getenv("MIS_GC_STOP")
+	_, err = w.GC(ctx, liveOf(ctx, w), GCOptions{step: func(name string) {
+		if name == stop {
+			fmt.Println("ready", name)
+			time.Sleep(time.Hour)
+		}
+	}})
+	if err != nil {
+		fmt.Println("error:", err)
+		os.Exit(1)
+	}
+	fmt.Println("done")
+	time.Sleep(time.Hour)
+}
+
+func startGCHelper(t *testing.T, dir string, extraEnv ...string) *helper {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^TestGCHelperProcess$", "-test.timeout=10m")
+	cmd.Env = append(os.Environ(), helperEnv+"=gc", "MIS_REPO_TEST_DIR="+dir)
+	cmd.Env = append(cmd.Env, extraEnv...)
+	cmd.Stderr = os.Stderr
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	h := &helper{cmd: cmd, lines: bufio.NewScanner(out)}
+	t.Cleanup(func() { h.kill() })
+	return h
+}
+
+func TestGCKilledAtEachStep(t *testing.T) {
+	for _, stop := range gcSteps {
+		t.Run(stop, func(t *testing.T) {
+			r := gcSetup(t, 6, 5, 6)
+			h := startGCHelper(t, r.Dir(), "MIS_GC_STOP="+stop)
+			h.waitFor(t, "ready")
+			h.kill()
+			checkAllVersions(t, r)
+			// The next gc finishes the job: afterwards nothing is wrong at all.
+			ctx := context.Background()
+			w := openWriter(t, r)
+			if _, err := w.GC(ctx, liveOf(ctx, w), GCOptions{}); err != nil {
+				t.Fatal(err)
+			}
+			w.Close()
+			verifyOK(t, r, VerifyOptions{ReadData: true, Refs: refsOf(loadVersions(t, r))})
+			checkAllVersions(t, r)
+		})
+	}
+}
+
+func TestGCKilledAtRandomMoments(t *testing.T) {
+	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 3))
+	r := gcSetup(t, 6, 2, 3, 5)
+	for round := 0; round < 5; round++ {
+		if round > 0 {
+			// New garbage for this round: drop one more version.
+			w := openWriter(t, r)
+			if err := w.Update(context.Background(), func(tx *Tx) error { return tx.Delete(versionKey(round)) }); err != nil {
+				t.Fatal(err)
+			}
+			w.Close()
+		}
+		h := startGCHelper(t, r.Dir())
+		delay := time.Duration(rng.IntN(800)) * time.Millisecond
+		time.Sleep(delay)
+		h.kill()
+		checkAllVersions(t, r)
+		t.Logf("round %d: killed after %v, repository verifies and restores", round, delay)
+	}
+	ctx := context.Background()
+	w := openWriter(t, r)
+	if _, err := w.GC(ctx, liveOf(ctx, w), GCOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	w.Close()
+	verifyOK(t, r, VerifyOptions{ReadData: true, Refs: refsOf(loadVersions(t, r))})
+	checkAllVersions(t, r)
+}

@@ -40,10 +40,10 @@ import (
 //  6. remove the pack files.
 //
 // What the writer lock does not cover: a reader (export, mount) looks up
-// chunk locations in a short session and reads packs later. If gc removes
-// a pack in between, that reader fails with a missing-pack error (never
-// wrong data: packs are immutable and named by content); running it again
-// finds the new locations.
+// chunk locations in a short session and reads packs later. A pack it
+// already has open stays readable after gc unlinks it; for one it opens
+// later, ChunkReader looks the chunk up again and follows it to its new
+// pack (packs are immutable and named by content, so never wrong data).
 
 // GCOptions tunes which packs gc rewrites.
 type GCOptions struct {

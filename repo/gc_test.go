@@ -325,3 +325,49 @@ func TestGCKilledAtRandomMoments(t *testing.T) {
 	verifyOK(t, r, VerifyOptions{ReadData: true, Refs: refsOf(loadVersions(t, r))})
 	checkAllVersions(t, r)
 }
+
+// TestReaderFollowsChunksMovedByGC looks chunk locations up, lets gc rewrite
+// their packs, then reads with the stale locations: the reader must find
+// the chunks in their new packs, as an export that started before gc does.
+func TestReaderFollowsChunksMovedByGC(t *testing.T) {
+	r := gcSetup(t, 6, 2, 3, 5, 6)
+	ctx := context.Background()
+	vs := loadVersions(t, r)
+	var ids []chunker.ID
+	for _, rec := range vs {
+		for _, s := range rec.Refs {
+			id, err := chunker.ParseID(s)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ids = append(ids, id)
+		}
+	}
+	stale, err := r.Lookup(ctx, ids)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := openWriter(t, r)
+	rep, err := w.GC(ctx, liveOf(ctx, w), GCOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.Close()
+	if rep.PacksRewritten == 0 {
+		t.Fatalf("gc rewrote no pack, the test proves nothing: %+v", rep)
+	}
+	cr := r.NewChunkReader()
+	defer cr.Close()
+	moved := 0
+	for _, id := range ids {
+		if _, err := os.Stat(r.Dir() + "/packs/" + stale[id].Pack[:2] + "/" + stale[id].Pack + ".pack"); os.IsNotExist(err) {
+			moved++
+		}
+		if _, err := cr.Read(id, stale[id], nil); err != nil {
+			t.Fatalf("read with a location from before gc: %v", err)
+		}
+	}
+	if moved == 0 {
+		t.Fatal("no chunk's pack was removed by gc")
+	}
+}

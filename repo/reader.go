@@ -2,7 +2,9 @@ package repo
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io/fs"
 	"sync"
 
 	badger "github.com/dgraph-io/badger/v4"
@@ -61,6 +63,9 @@ const maxOpenPacks = 64
 // open pack handles and is safe for concurrent use.
 type ChunkReader struct {
 	store PackStore
+	// relookup finds a chunk's current location when its pack is gone:
+	// gc may have moved it to a new pack since the caller looked it up.
+	relookup func(id chunker.ID) (Location, bool, error)
 
 	mu      sync.Mutex
 	handles map[string]*packHandle
@@ -73,7 +78,15 @@ type packHandle struct {
 }
 
 // NewChunkReader returns a reader of this repository's packs.
-func (r *Repo) NewChunkReader() *ChunkReader { return newChunkReader(r.packs) }
+func (r *Repo) NewChunkReader() *ChunkReader {
+	cr := newChunkReader(r.packs)
+	cr.relookup = func(id chunker.ID) (Location, bool, error) {
+		locs, err := r.Lookup(context.Background(), []chunker.ID{id})
+		loc, ok := locs[id]
+		return loc, ok, err
+	}
+	return cr
+}
 
 func newChunkReader(store PackStore) *ChunkReader {
 	return &ChunkReader{store: store, handles: map[string]*packHandle{}}
@@ -120,6 +133,14 @@ var storedBufPool = sync.Pool{New: func() any { b := make([]byte, 0, 256<<10); r
 // dst[:0] when it fits. The content is verified against id.
 func (cr *ChunkReader) Read(id chunker.ID, loc Location, dst []byte) ([]byte, error) {
 	h, err := cr.acquire(loc.Pack)
+	if errors.Is(err, fs.ErrNotExist) && cr.relookup != nil {
+		// Packs are immutable, so a missing pack means gc rewrote it after
+		// the caller's lookup: ask the index where the chunk lives now.
+		if moved, ok, lerr := cr.relookup(id); lerr == nil && ok && moved.Pack != loc.Pack {
+			loc = moved
+			h, err = cr.acquire(loc.Pack)
+		}
+	}
 	if err != nil {
 		return nil, fmt.Errorf("chunk %s: open pack %s: %w", id, loc.Pack, err)
 	}

@@ -200,8 +200,7 @@ func newGcCmd() *cobra.Command {
 		Long: `Delete the index entries of chunks no version references and rewrite packs
 that are less than half live (or small with any dead chunk), then delete the
 old packs. gc is a writer: it fails while an import or another writer runs.
-A reader (export, mount) started before gc may fail with a missing pack and
-must be run again.`,
+Exports and mounts running meanwhile follow chunks to their new packs.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			r, err := openRepo()

@@ -305,6 +305,9 @@ func newInfoCmd() *cobra.Command {
 			}
 			fmt.Printf("%s (version %s)\n", ref, v.ID)
 			fmt.Printf("  imported   %s from %s\n", v.Created.Local().Format(time.RFC3339), v.Source)
+			if v.Parent != "" {
+				fmt.Printf("  parent     version %s\n", v.Parent)
+			}
 			if m.Exact {
 				fmt.Printf("  exact      yes: exports identical to the imported image\n")
 			} else {

@@ -77,8 +77,8 @@ type importer struct {
 	stats ImportStats
 	// noSeekHole is set once the image says it cannot report holes.
 	noSeekHole bool
-	spans []segment // disk ranges holding file content
-	free  []freeMap // per filesystem: blocks marked free (DiscardFree only)
+	spans      []segment // disk ranges holding file content
+	free       []freeMap // per filesystem: blocks marked free (DiscardFree only)
 }
 
 type freeMap struct {

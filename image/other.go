@@ -35,7 +35,7 @@ func (im *importer) importOther(p disk.Partition) (*manifest.Filesystem, error) 
 	if err != nil {
 		return nil, err
 	}
-	out.BlockSize = info.BlockSize
+	out.BlockSize, out.UUID = info.BlockSize, info.UUID
 	if info.Label != "" {
 		out.Label = []byte(info.Label)
 	}

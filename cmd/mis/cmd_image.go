@@ -335,6 +335,11 @@ func newInfoCmd() *cobra.Command {
 				how := "residual (whole partition, not walked)"
 				if fs := walked[p.Index]; fs != nil {
 					how = fmt.Sprintf("%d files, %s content", len(fs.Files), humanBytes(contentBytes(fs)))
+					if !strings.HasPrefix(fs.Type, "ext") {
+						// Files are listed (and chunked for mounts and dedup),
+						// but export takes the partition's bytes from the residual.
+						how = fmt.Sprintf("residual, %d files listed (%s)", len(fs.Files), humanBytes(contentBytes(fs)))
+					}
 				}
 				fs := p.Filesystem
 				if fs == "" {

@@ -8,10 +8,12 @@ import (
 	"fmt"
 	"log"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
 	badger "github.com/dgraph-io/badger/v4"
+	"golang.org/x/sys/unix"
 
 	"mis/chunker"
 )
@@ -85,8 +87,17 @@ func isBadgerLocked(err error) bool {
 	return err != nil && strings.Contains(err.Error(), "Cannot acquire directory lock")
 }
 
-func isBadgerTruncateNeeded(err error) bool {
-	return err != nil && strings.Contains(err.Error(), badger.ErrTruncateNeeded.Error())
+// isBadgerRepairNeeded recognises the two states a writer killed mid-session
+// leaves that a read-only open cannot get past but a read-write open repairs:
+// a memtable log with a torn tail (ErrTruncateNeeded), and a memtable file
+// created but not yet sized (the read-only open tries to grow the empty file
+// through a read-only descriptor and fails "error while truncation", EINVAL).
+func isBadgerRepairNeeded(err error) bool {
+	if err == nil {
+		return false
+	}
+	msg := err.Error()
+	return strings.Contains(msg, badger.ErrTruncateNeeded.Error()) || strings.Contains(msg, "error while truncation")
 }
 
 // openMeta opens the metadata database, waiting while another process
@@ -106,8 +117,11 @@ func (r *Repo) openMeta(ctx context.Context, readOnly bool) (*badger.DB, error) 
 		if err == nil {
 			return db, nil
 		}
-		if readOnly && isBadgerTruncateNeeded(err) {
+		if readOnly && isBadgerRepairNeeded(err) {
 			debugf("metadata needs log truncation; repairing with a read-write open")
+			if err := removeEmptyMemtables(dir); err != nil {
+				return nil, fmt.Errorf("%s: repair metadata: %w", r.dir, err)
+			}
 			rw, rwErr := openBadger(dir, false)
 			if rwErr == nil {
 				if err := rw.Close(); err != nil {
@@ -129,6 +143,42 @@ func (r *Repo) openMeta(ctx context.Context, readOnly bool) (*badger.DB, error) 
 			backoff *= 2
 		}
 	}
+}
+
+// removeEmptyMemtables deletes zero-length memtable logs, which a writer
+// killed between creating and sizing one leaves behind. They hold no
+// entries, and Badger v4.9.6 cannot open them in either mode: read-only it
+// fails to grow them, read-write it returns its internal "Create a new
+// file" sentinel as an error. Done under Badger's own directory flock, so
+// no live session is creating one at the same moment.
+func removeEmptyMemtables(dir string) error {
+	lock, err := os.OpenFile(filepath.Join(dir, "LOCK"), os.O_RDWR|os.O_CREATE, 0o644)
+	if err != nil {
+		return err
+	}
+	defer lock.Close()
+	if err := unix.Flock(int(lock.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		return nil // a live session holds the database: nothing to repair now
+	}
+	defer unix.Flock(int(lock.Fd()), unix.LOCK_UN)
+	mems, err := filepath.Glob(filepath.Join(dir, "*.mem"))
+	if err != nil {
+		return err
+	}
+	removed := false
+	for _, m := range mems {
+		if fi, err := os.Stat(m); err == nil && fi.Size() == 0 {
+			debugf("removing empty memtable log %s left by a killed writer", m)
+			if err := os.Remove(m); err != nil {
+				return err
+			}
+			removed = true
+		}
+	}
+	if removed {
+		return syncDir(dir)
+	}
+	return nil
 }
 
 func (r *Repo) metaDir() string { return r.dir + "/" + metaDir }

@@ -562,45 +562,6 @@ func (im *importer) cutter(data []byte, countProgress bool) func() ([]byte, erro
 // in memory, avoiding a streaming chunker per file.
 const smallFile = 8 << 20
 
-func (im *importer) storeStream(exts []manifest.Extent, total int64) ([]manifest.Ref, error) {
-	if total == 0 {
-		return nil, nil
-	}
-	readers := make([]io.Reader, len(exts))
-	for i, x := range exts {
-		readers[i] = io.NewSectionReader(im.f, x.DiskOff, x.Len)
-	}
-	rd := io.MultiReader(readers...)
-	if total <= smallFile {
-		if int64(cap(im.buf)) < total {
-			im.buf = make([]byte, smallFile)
-		}
-		buf := im.buf[:total]
-		if _, err := io.ReadFull(rd, buf); err != nil {
-			return nil, err
-		}
-		im.progress(total)
-		return im.storeBuffer(buf)
-	}
-	ch := chunker.New(rd, im.params)
-	var refs []manifest.Ref
-	for {
-		data, err := ch.Next()
-		if err == io.EOF {
-			return refs, nil
-		}
-		if err != nil {
-			return nil, err
-		}
-		ref, err := im.put(data)
-		if err != nil {
-			return nil, err
-		}
-		refs = append(refs, ref)
-		im.progress(int64(len(data)))
-	}
-}
-
 // storeBuffer cuts an in-memory stream into chunks and stores them.
 func (im *importer) storeBuffer(data []byte) ([]manifest.Ref, error) {
 	var refs []manifest.Ref

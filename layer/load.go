@@ -22,19 +22,22 @@ func LoadManifest(ctx context.Context, r *repo.Repo, v *Version) (*manifest.Mani
 	}
 	cr := r.NewChunkReader()
 	defer cr.Close()
+	var scratch []byte
 	var buf bytes.Buffer
+	buf.Grow(int(manifest.StreamSize(v.Manifest))) // one allocation, not a doubling series
 	for _, ref := range v.Manifest {
 		loc, ok := locs[ref.ID]
 		if !ok {
 			return nil, fmt.Errorf("%s:%s: manifest chunk %s is missing from the repository", v.Name, v.Tag, ref.ID.Short())
 		}
-		data, err := cr.Read(ref.ID, loc, nil)
+		data, err := cr.Read(ref.ID, loc, scratch[:0])
 		if err != nil {
 			return nil, fmt.Errorf("%s:%s: manifest: %w", v.Name, v.Tag, err)
 		}
 		buf.Write(data)
+		scratch = data
 	}
-	m, err := manifest.Decode(&buf)
+	m, err := manifest.DecodeBytes(buf.Bytes())
 	if err != nil {
 		return nil, fmt.Errorf("%s:%s: %w", v.Name, v.Tag, err)
 	}

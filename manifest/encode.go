@@ -50,9 +50,17 @@ func Encode(m *Manifest) ([]byte, error) {
 
 // Decode parses a manifest written by Encode and checks its structure.
 func Decode(r io.Reader) (*Manifest, error) {
+	b, err := io.ReadAll(r)
+	if err != nil {
+		return nil, fmt.Errorf("manifest: %w", err)
+	}
+	return DecodeBytes(b)
+}
+
+// DecodeBytes is Decode for a manifest already in memory (no copy).
+func DecodeBytes(b []byte) (*Manifest, error) {
 	var m Manifest
-	dec := json.NewDecoder(r)
-	if err := dec.Decode(&m); err != nil {
+	if err := json.Unmarshal(b, &m); err != nil {
 		return nil, fmt.Errorf("manifest: %w", err)
 	}
 	if m.FormatVersion != FormatVersion {

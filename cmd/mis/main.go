@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"syscall"
 )
 
@@ -15,7 +16,17 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	root := newRootCmd()
-	if err := root.ExecuteContext(ctx); err != nil {
+	// MIS_CPUPROFILE=FILE writes a CPU profile of the command, for
+	// engineers chasing a benchmark figure.
+	if path := os.Getenv("MIS_CPUPROFILE"); path != "" {
+		if f, err := os.Create(path); err == nil {
+			pprof.StartCPUProfile(f)
+			defer pprof.StopCPUProfile()
+		}
+	}
+	err := root.ExecuteContext(ctx)
+	pprof.StopCPUProfile()
+	if err != nil {
 		var ee exitError
 		if errors.As(err, &ee) {
 			if ee.msg != "" {

@@ -158,25 +158,7 @@ func fileSHA(t *testing.T, path string) [32]byte {
 // zeros) and hashes it.
 func manifestFileSHA(t *testing.T, r *repo.Repo, e *manifest.Entry) [32]byte {
 	t.Helper()
-	ctx := context.Background()
-	ids := make([]chunker.ID, len(e.Content))
-	for i, c := range e.Content {
-		ids[i] = c.ID
-	}
-	locs, err := r.Lookup(ctx, ids)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cr := r.NewChunkReader()
-	defer cr.Close()
-	var data []byte
-	for _, c := range e.Content {
-		b, err := cr.Read(c.ID, locs[c.ID], nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		data = append(data, b...)
-	}
+	data := contentOf(t, r, e)
 	h := blake3.New()
 	if e.HasInlineData() { // the content is the file, zeros after it
 		h.Write(data)
@@ -202,4 +184,22 @@ func manifestFileSHA(t *testing.T, r *repo.Repo, e *manifest.Entry) [32]byte {
 	var out [32]byte
 	copy(out[:], h.Sum(nil))
 	return out
+}
+
+// contentOf reads a file's content chunks back from the repository.
+func contentOf(t *testing.T, r *repo.Repo, e *manifest.Entry) []byte {
+	t.Helper()
+	ids := make([]chunker.ID, len(e.Content))
+	for i, c := range e.Content {
+		ids[i] = c.ID
+	}
+	var data []byte
+	err := r.ReadChunks(context.Background(), ids, func(b []byte) error {
+		data = append(data, b...)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return data
 }

@@ -2,7 +2,6 @@ package image_test
 
 import (
 	"bytes"
-	"context"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -12,7 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"mis/chunker"
 	"mis/fixtures"
 	"mis/image"
 	"mis/manifest"
@@ -138,7 +136,7 @@ func compareDetached(t *testing.T, r *repo.Repo, ref string, fs *manifest.Filesy
 				if err != nil {
 					t.Fatal(err)
 				}
-				if got := detachedContent(t, r, e); !bytes.Equal(got, data) {
+				if got := contentOf(t, r, e); !bytes.Equal(got, data) {
 					t.Errorf("%q: stored content (%d bytes) differs from the file (%d bytes)", p, len(got), len(data))
 				}
 			case e.IsSymlink():
@@ -165,31 +163,6 @@ func compareDetached(t *testing.T, r *repo.Repo, ref string, fs *manifest.Filesy
 	if err != nil {
 		t.Fatal(err)
 	}
-}
-
-// detachedContent reads a file's content chunks back from the repository.
-func detachedContent(t *testing.T, r *repo.Repo, e *manifest.Entry) []byte {
-	t.Helper()
-	ctx := context.Background()
-	ids := make([]chunker.ID, len(e.Content))
-	for i, c := range e.Content {
-		ids[i] = c.ID
-	}
-	locs, err := r.Lookup(ctx, ids)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cr := r.NewChunkReader()
-	defer cr.Close()
-	var data []byte
-	for _, c := range e.Content {
-		b, err := cr.Read(c.ID, locs[c.ID], nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		data = append(data, b...)
-	}
-	return data
 }
 
 // A damaged secondary filesystem is kept whole, with a warning naming the

@@ -12,36 +12,28 @@ import (
 
 // LoadManifest reads and decodes a version's manifest.
 func LoadManifest(ctx context.Context, r *repo.Repo, v *Version) (*manifest.Manifest, error) {
-	ids := make([]chunker.ID, len(v.Manifest))
-	for i, ref := range v.Manifest {
-		ids[i] = ref.ID
-	}
-	locs, err := r.Lookup(ctx, ids)
-	if err != nil {
-		return nil, err
-	}
-	cr := r.NewChunkReader()
-	defer cr.Close()
-	var scratch []byte
 	var buf bytes.Buffer
 	buf.Grow(int(manifest.StreamSize(v.Manifest))) // one allocation, not a doubling series
-	for _, ref := range v.Manifest {
-		loc, ok := locs[ref.ID]
-		if !ok {
-			return nil, fmt.Errorf("%s:%s: manifest chunk %s is missing from the repository", v.Name, v.Tag, ref.ID.Short())
-		}
-		data, err := cr.Read(ref.ID, loc, scratch[:0])
-		if err != nil {
-			return nil, fmt.Errorf("%s:%s: manifest: %w", v.Name, v.Tag, err)
-		}
+	err := r.ReadChunks(ctx, refIDs(v.Manifest), func(data []byte) error {
 		buf.Write(data)
-		scratch = data
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("%s:%s: manifest: %w", v.Name, v.Tag, err)
 	}
 	m, err := manifest.DecodeBytes(buf.Bytes())
 	if err != nil {
 		return nil, fmt.Errorf("%s:%s: %w", v.Name, v.Tag, err)
 	}
 	return m, nil
+}
+
+func refIDs(refs []manifest.Ref) []chunker.ID {
+	ids := make([]chunker.ID, len(refs))
+	for i, ref := range refs {
+		ids[i] = ref.ID
+	}
+	return ids
 }
 
 // ForEachRef enumerates every chunk every version uses, naming the owner as

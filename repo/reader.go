@@ -178,3 +178,29 @@ func (cr *ChunkReader) Close() error {
 	}
 	return nil
 }
+
+// ReadChunks reads the chunks ids, in order, and hands each one's content
+// to fn (valid only during the call): the way to read back a stream such as
+// a manifest or a file. Locations are looked up in one short session first.
+func (r *Repo) ReadChunks(ctx context.Context, ids []chunker.ID, fn func(data []byte) error) error {
+	locs, err := r.Lookup(ctx, ids)
+	if err != nil {
+		return err
+	}
+	cr := r.NewChunkReader()
+	defer cr.Close()
+	var buf []byte
+	for _, id := range ids {
+		loc, ok := locs[id]
+		if !ok {
+			return fmt.Errorf("chunk %s is missing from the repository", id)
+		}
+		if buf, err = cr.Read(id, loc, buf[:0]); err != nil {
+			return err
+		}
+		if err := fn(buf); err != nil {
+			return err
+		}
+	}
+	return nil
+}

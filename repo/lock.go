@@ -32,6 +32,10 @@ type writerLock struct {
 	f *os.File
 }
 
+// ErrLocked is wrapped by OpenWriter's error when another process holds
+// the writer lock.
+var ErrLocked = errors.New("writer lock held")
+
 func (r *Repo) lockPath() string { return filepath.Join(r.dir, lockName) }
 
 func readLockInfo(path string) (lockInfo, bool) {
@@ -73,9 +77,9 @@ func (r *Repo) acquireWriterLock(holder string) (*writerLock, error) {
 		f.Close()
 		if errors.Is(err, unix.EWOULDBLOCK) {
 			if li, ok := readLockInfo(path); ok {
-				return nil, fmt.Errorf("repository %s is locked by %s", r.dir, li)
+				return nil, fmt.Errorf("repository %s is locked by %s: %w", r.dir, li, ErrLocked)
 			}
-			return nil, fmt.Errorf("repository %s is locked by another process", r.dir)
+			return nil, fmt.Errorf("repository %s is locked by another process: %w", r.dir, ErrLocked)
 		}
 		return nil, fmt.Errorf("lock %s: %w", path, err)
 	}

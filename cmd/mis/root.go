@@ -1,10 +1,12 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -16,6 +18,7 @@ type globals struct {
 	repoDir string
 	json    bool
 	quiet   bool
+	wait    time.Duration
 }
 
 var g globals
@@ -45,6 +48,7 @@ the imported image byte for byte.
 	root.PersistentFlags().StringVarP(&g.repoDir, "repo", "r", defaultRepo(), "repository directory (env MIS_REPO)")
 	root.PersistentFlags().BoolVar(&g.json, "json", false, "print machine-readable JSON on stdout")
 	root.PersistentFlags().BoolVarP(&g.quiet, "quiet", "q", false, "no progress output")
+	root.PersistentFlags().DurationVar(&g.wait, "wait", 0, "if another mis process is writing to the repository, wait up to this long for it (e.g. 10m) instead of failing at once")
 	root.AddCommand(newInitCmd(), newImportCmd(), newExportCmd(), newLsCmd(), newInfoCmd(),
 		newVerifyCmd(), newStatsCmd(), newMountCmd(), newUmountCmd(), newLogCmd(), newDiffCmd(), newTagCmd(), newRmCmd(), newGcCmd())
 	return root
@@ -69,6 +73,16 @@ func openRepo() (*repo.Repo, error) {
 		return nil, fmt.Errorf("no repository at %s: create one with `mis init` or pick one with --repo/MIS_REPO", g.repoDir)
 	}
 	return repo.Open(g.repoDir)
+}
+
+// openWriter takes the repository's writer lock, waiting up to --wait for
+// another writer (an import, gc, rm) to finish.
+func openWriter(ctx context.Context, r *repo.Repo, holder string) (*repo.Writer, error) {
+	return r.OpenWriterWait(ctx, holder, g.wait, func(msg string) {
+		if !g.quiet {
+			fmt.Fprintf(os.Stderr, "mis: %s; waiting up to %s\n", msg, g.wait)
+		}
+	})
 }
 
 func printJSON(v any) error {

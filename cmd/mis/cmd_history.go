@@ -34,7 +34,7 @@ func newTagCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			w, err := r.OpenWriter(cmd.Context(), "mis tag "+args[0]+" "+args[1])
+			w, err := openWriter(cmd.Context(), r, "mis tag "+args[0]+" "+args[1])
 			if err != nil {
 				return err
 			}
@@ -71,7 +71,7 @@ readable; their parent field then names a version that no longer exists.`,
 			if err != nil {
 				return err
 			}
-			w, err := r.OpenWriter(cmd.Context(), "mis rm "+args[0])
+			w, err := openWriter(cmd.Context(), r, "mis rm "+args[0])
 			if err != nil {
 				return err
 			}
@@ -208,7 +208,7 @@ Exports and mounts running meanwhile follow chunks to their new packs.`,
 				return err
 			}
 			ctx := cmd.Context()
-			w, err := r.OpenWriter(ctx, "mis gc")
+			w, err := openWriter(ctx, r, "mis gc")
 			if err != nil {
 				return err
 			}

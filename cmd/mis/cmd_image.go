@@ -61,7 +61,7 @@ run e2fsck, before importing.`,
 			}
 			ctx := cmd.Context()
 			start := time.Now()
-			w, err := r.OpenWriter(ctx, "mis import "+src+" "+ref.String())
+			w, err := openWriter(ctx, r, "mis import "+src+" "+ref.String())
 			if err != nil {
 				return err
 			}

@@ -17,9 +17,8 @@ import (
 // Why gc may run at all: gc is a Writer, so it holds the writer lock for
 // its whole run. An import (or tag, rm) in flight holds the same lock, so
 // gc either waits (OpenWriterWait, mis --wait) or fails at OpenWriter naming
-// that holder; once it has the
-// lock, no other writer can add a version whose chunks gc is about to
-// drop. The live set is computed after the lock is taken, so it includes
+// that holder; once it has the lock, no other writer can add a version whose
+// chunks gc is about to drop. The live set is computed after the lock is taken, so it includes
 // every version that will exist while gc runs.
 //
 // Order of the steps, each safe to be killed after:

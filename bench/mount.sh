@@ -2,7 +2,7 @@
 # bench/mount.sh — read throughput of `mis mount` against the original image
 # and a kernel loop mount of it, measured in one run, printed as ratios.
 #
-#   bench/mount.sh [IMAGE]      (root; default: the debian fixture if cached, else ext4)
+#   bench/mount.sh [IMAGE]      (root; default: the debian fixture, built on first use)
 #   MIS=/path/to/mis bench/mount.sh
 #
 # Figures: sequential MB/s of DIR/disk.raw vs the image file, and of the
@@ -14,8 +14,7 @@ set -euo pipefail
 MIS=${MIS:-mis}
 IMG=${1:-}
 if [ -z "$IMG" ]; then
-	IMG=$(ls /var/tmp/mis-fixtures/debian-*.img 2>/dev/null | head -1 || true)
-	[ -n "$IMG" ] || IMG=$(ls /var/tmp/mis-fixtures/ext4-[0-9a-f]*.img | head -1)
+	IMG=$(MIS_FIXTURES_DEBIAN=1 go run ./fixtures/cmd/misfixture path debian)
 fi
 [ "$(id -u)" = 0 ] || { echo "needs root (drop_caches, loop mount)" >&2; exit 1; }
 

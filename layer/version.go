@@ -2,6 +2,17 @@
 // the version records they point to, and each version's manifest, stored
 // as a chunk stream in the repository.
 //
+// A version with a parent stores a layer: only what its manifest changes
+// against the parent's (manifest.Diff). Its record names the version the
+// layer applies to (Base) and how many layers lie between it and the
+// nearest whole manifest (Depth). Reading a version resolves that chain:
+// the whole manifest at its bottom, then each layer applied upward. A
+// version is stored whole (a checkpoint) when its chain would grow past
+// MaxDepth layers or when the chain's layers would add up to more bytes
+// than the whole manifest, so a read never costs more than about two
+// whole manifests and MaxDepth small applies. Removing a version rebases
+// the layers of the versions built on it in the same commit.
+//
 // Metadata keys (in the repository's Badger database):
 //
 //	ver/<version id>           -> Version, JSON
@@ -13,7 +24,6 @@ package layer
 
 import (
 	"bytes"
-	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
@@ -30,16 +40,33 @@ import (
 
 // Version is the record of one stored image version.
 type Version struct {
-	ID       string         `json:"id"`
-	Name     string         `json:"name"` // the name and tag it was created as
-	Tag      string         `json:"tag"`
-	Parent   string         `json:"parent,omitempty"` // version id
-	Created  time.Time      `json:"created"`
-	Source   string         `json:"source,omitempty"` // imported file, for humans
-	Exact    bool           `json:"exact"`
-	DiskSize int64          `json:"disk_size"`
-	Files    int            `json:"files"`
+	ID      string    `json:"id"`
+	Name    string    `json:"name"` // the name and tag it was created as
+	Tag     string    `json:"tag"`
+	Parent  string    `json:"parent,omitempty"` // version id
+	Created time.Time `json:"created"`
+	Source  string    `json:"source,omitempty"` // imported file, for humans
+	Exact   bool      `json:"exact"`
+	// TreeEdited marks a version committed from a tree clone: its files
+	// were edited as a tree, so its residual data no longer describes them
+	// and only a fresh export (new filesystems) writes it out.
+	TreeEdited bool  `json:"tree_edited,omitempty"`
+	DiskSize   int64 `json:"disk_size"`
+	Files      int   `json:"files"`
+	// Manifest is the chunk stream of what this version stores: a whole
+	// manifest when Base is empty, else a layer against Base's manifest.
 	Manifest []manifest.Ref `json:"manifest"`
+	// Base is the version whose resolved manifest the stored layer
+	// applies to (usually the parent; after a rm, the removed version's
+	// base). Empty: Manifest is whole.
+	Base string `json:"base,omitempty"`
+	// Depth counts the layers from the nearest whole manifest up to this
+	// version (0: stored whole).
+	Depth int `json:"depth,omitempty"`
+	// Sum is the BLAKE3 of the resolved manifest's encoding (hex), so a
+	// resolved chain can be checked (verify does) and a parent manifest
+	// handed to Save can be trusted. Empty in versions older than layers.
+	Sum string `json:"sum,omitempty"`
 	// Added counts what this version's import added to the repository.
 	AddedChunks int64 `json:"added_chunks"`
 	AddedRaw    int64 `json:"added_raw"`
@@ -156,54 +183,6 @@ func Versions(tx *repo.Tx) ([]*Version, error) {
 		return nil
 	})
 	return out, err
-}
-
-// Save stores m as a new version named r: it writes the manifest's chunks,
-// then in one commit makes the record and its tag visible. The tag must not
-// exist yet.
-func Save(ctx context.Context, w *repo.Writer, r Ref, v *Version, m *manifest.Manifest) error {
-	// Fail before writing anything if the name is taken; checked again in
-	// the commit transaction, which is what counts.
-	if err := w.View(ctx, func(tx *repo.Tx) error { return checkFree(tx, r) }); err != nil {
-		return err
-	}
-	enc, err := manifest.Encode(m)
-	if err != nil {
-		return err
-	}
-	refs, err := w.WriteStream(bytes.NewReader(enc), nil)
-	if err != nil {
-		return fmt.Errorf("store manifest: %w", err)
-	}
-	v.Manifest = toManifestRefs(refs)
-	if v.ID == "" {
-		v.ID = NewID()
-	}
-	v.Name, v.Tag = r.Name, r.Tag
-	v.Exact = m.Exact
-	v.DiskSize = m.DiskSize
-	v.Files = m.FileCount()
-	if v.Created.IsZero() {
-		v.Created = time.Now().UTC()
-	}
-	// Every chunk of the version (manifest included) is written by now;
-	// Commit only seals and indexes them. (Stats must not be called inside
-	// the commit function: the writer is locked there.)
-	st := w.Stats()
-	v.AddedChunks, v.AddedRaw, v.AddedStored = st.NewChunks, st.NewBytes, st.StoredBytes
-	return w.Commit(ctx, func(tx *repo.Tx) error {
-		if err := checkFree(tx, r); err != nil {
-			return err
-		}
-		rec, err := json.Marshal(v)
-		if err != nil {
-			return err
-		}
-		if err := tx.Put(versionKey(v.ID), rec); err != nil {
-			return err
-		}
-		return tx.Put(tagKey(r), []byte(v.ID))
-	})
 }
 
 func checkFree(tx *repo.Tx, r Ref) error {

@@ -4,18 +4,26 @@
 // "residual" bytes (everything that is not file content) as a run list.
 //
 // A Manifest is plain data. It is serialised with Encode (a versioned,
-// zstd-friendly JSON document) and stored by the caller as a chunk stream in
-// the repository, so manifests are deduplicated and verified like any other
-// data. The package knows nothing about the repository beyond chunk IDs.
+// compact binary form; the JSON of format version 1 is still read) and
+// stored by the caller as a chunk stream in the repository, so manifests are
+// deduplicated and verified like any other data. A Layer is the difference
+// between two manifests (Diff, Apply): versions store layers against their
+// parent. The package knows nothing about the repository beyond chunk IDs.
 package manifest
 
 import (
 	"mis/chunker"
 )
 
-// FormatVersion is the version of the serialised manifest. Decode refuses any
-// other version instead of guessing.
-const FormatVersion = 1
+// FormatVersion is the version of the serialised manifest Encode writes:
+// 2 is the binary form. Decode also reads jsonFormatVersion (1, JSON) and
+// refuses any other version instead of guessing. A decoded manifest
+// carries FormatVersion whatever it was read from: in memory there is one
+// model.
+const (
+	FormatVersion     = 2
+	jsonFormatVersion = 1
+)
 
 // Ref is one chunk of a content stream: the chunk's ID and its raw length.
 type Ref struct {

@@ -33,13 +33,25 @@ func TestEncodeDecodeRoundTrip(t *testing.T) {
 	}
 	b2, _ := Encode(got)
 	if string(b) != string(b2) {
-		t.Fatalf("round trip changed the manifest:\n%s\n%s", b, b2)
+		t.Fatalf("round trip changed the manifest:\n%q\n%q", b, b2)
 	}
 	if string(got.Filesystems[0].Files[0].Paths[0]) != "f\xff" {
 		t.Fatalf("non-UTF-8 name not kept as raw bytes")
 	}
-	if !strings.Contains(string(b), `["`+m.ResidualData[0].ID.String()+`",100]`) {
-		t.Fatalf("refs are not written as [hex, size]: %s", b)
+	// Format version 1 (JSON) still reads, as the same manifest.
+	j, err := EncodeJSON(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(j), `["`+m.ResidualData[0].ID.String()+`",100]`) {
+		t.Fatalf("refs are not written as [hex, size]: %s", j)
+	}
+	fromJSON, err := DecodeBytes(j)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b3, _ := Encode(fromJSON); string(b3) != string(b) {
+		t.Fatalf("the JSON of format version 1 does not read back as the same manifest")
 	}
 }
 
@@ -61,9 +73,14 @@ func TestValidateRefusesWhatWouldNotExport(t *testing.T) {
 			t.Errorf("%s: Validate accepted it", name)
 		}
 	}
-	b, _ := Encode(tiled())
+	b, _ := EncodeJSON(tiled())
 	if _, err := DecodeBytes([]byte(strings.Replace(string(b), `"format_version":1`, `"format_version":9`, 1))); err == nil ||
 		!strings.Contains(err.Error(), "version 9") {
-		t.Errorf("an unknown format version is not refused clearly: %v", err)
+		t.Errorf("an unknown JSON format version is not refused clearly: %v", err)
+	}
+	b, _ = Encode(tiled())
+	b[len(manifestMagic)] = 9
+	if _, err := DecodeBytes(b); err == nil || !strings.Contains(err.Error(), "version 9") {
+		t.Errorf("an unknown binary format version is not refused clearly: %v", err)
 	}
 }

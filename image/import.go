@@ -50,35 +50,48 @@ type ImportOptions struct {
 	// extents) reuses the parent's chunk list without being read. The
 	// parent's chunks must be in the repository this import writes to.
 	Parent *manifest.Manifest
-	// Rehash reads and hashes every file even when Parent says unchanged.
+	// Rehash reads and hashes every file (and all residual data) even when
+	// Parent or Unchanged say unchanged.
 	Rehash bool
+	// Unchanged, if set, reports whether the disk bytes [off, off+n) are
+	// identical to those of the image Parent was imported from. The
+	// importer then takes residual data (and file content) in such ranges
+	// from Parent without reading it. It must never say true wrongly.
+	Unchanged func(off, n int64) bool
 }
 
 // ImportStats says how much of an import was recognised without reading.
 type ImportStats struct {
 	ReusedFiles, ReusedBytes int64 // unchanged files taken from the parent
 	ReadFiles, ReadBytes     int64 // files read and chunked
+	// ResidualReusedBytes is residual data taken from the parent's chunks
+	// unread (only with Unchanged); ResidualReadBytes is residual read from
+	// the image (zeros included, holes of a sparse source not).
+	ResidualReusedBytes, ResidualReadBytes int64
+	// ReusedFilesystems counts filesystems whose partition was unchanged
+	// as a whole (only with Unchanged): the parent's record, not walked.
+	ReusedFilesystems int64
 }
 
 // Importer reads one image into a manifest, storing chunks through w.
 type importer struct {
-	ctx    context.Context
-	w      *repo.Writer
-	params chunker.Params
-	path   string
-	f      *os.File
-	size   int64
-	opt    ImportOptions
-	done   int64
-	total  int64
-	buf    []byte
-	ch     *chunker.Chunker // reused for big files
+	ctx       context.Context
+	w         *repo.Writer
+	params    chunker.Params
+	name      string      // for error messages
+	r         io.ReaderAt // the disk
+	holes     holeFinder  // nil when the source cannot tell
+	holeCache holeCache
+	size      int64
+	opt       ImportOptions
+	done      int64
+	total     int64
+	buf       []byte
+	ch        *chunker.Chunker // reused for big files
 
 	stats ImportStats
-	// noSeekHole is set once the image says it cannot report holes.
-	noSeekHole bool
-	spans      []segment // disk ranges holding file content
-	free       []freeMap // per filesystem: blocks marked free (DiscardFree only)
+	spans []segment // disk ranges holding file content
+	free  []freeMap // per filesystem: blocks marked free (DiscardFree only)
 }
 
 type freeMap struct {
@@ -96,7 +109,8 @@ func Import(ctx context.Context, w *repo.Writer, params chunker.Params, path str
 }
 
 // ImportWithStats is Import that also reports what was reused from the
-// parent.
+// parent. Holes of a sparse image file are found with SEEK_DATA/SEEK_HOLE
+// and not read.
 func ImportWithStats(ctx context.Context, w *repo.Writer, params chunker.Params, path string, opt ImportOptions) (*manifest.Manifest, ImportStats, error) {
 	f, err := os.Open(path)
 	if err != nil {
@@ -107,13 +121,33 @@ func ImportWithStats(ctx context.Context, w *repo.Writer, params chunker.Params,
 	if err != nil {
 		return nil, ImportStats{}, fmt.Errorf("%s: %w", path, err)
 	}
-	if size == 0 {
-		return nil, ImportStats{}, fmt.Errorf("%s: image is empty", path)
+	return importFrom(ctx, w, params, f, &fileHoles{f: f, size: size}, size, path, opt)
+}
+
+// ImportReader imports the disk image read through r, size bytes long. name
+// is used in error messages (a path, or "clone web1"). If r also has
+// NextData(off) (int64, bool) and NextHole(off) int64 (as mountfs.View
+// does), the zeros it reports are not read; an *os.File is asked with
+// SEEK_DATA/SEEK_HOLE.
+func ImportReader(ctx context.Context, w *repo.Writer, params chunker.Params, r io.ReaderAt, size int64, name string, opt ImportOptions) (*manifest.Manifest, ImportStats, error) {
+	var holes holeFinder
+	switch r := r.(type) {
+	case holeFinder:
+		holes = r
+	case *os.File:
+		holes = &fileHoles{f: r, size: size}
 	}
-	im := &importer{ctx: ctx, w: w, params: params, path: path, f: f, size: size, opt: opt, total: size}
+	return importFrom(ctx, w, params, r, holes, size, name, opt)
+}
+
+func importFrom(ctx context.Context, w *repo.Writer, params chunker.Params, r io.ReaderAt, holes holeFinder, size int64, name string, opt ImportOptions) (*manifest.Manifest, ImportStats, error) {
+	if size <= 0 {
+		return nil, ImportStats{}, fmt.Errorf("%s: image is empty", name)
+	}
+	im := &importer{ctx: ctx, w: w, params: params, name: name, r: r, holes: holes, size: size, opt: opt, total: size}
 	m, err := im.run()
 	if err != nil {
-		return nil, ImportStats{}, fmt.Errorf("%s: %w", path, err)
+		return nil, ImportStats{}, fmt.Errorf("%s: %w", name, err)
 	}
 	return m, im.stats, nil
 }
@@ -147,7 +181,7 @@ func (im *importer) progress(n int64) {
 }
 
 func (im *importer) run() (*manifest.Manifest, error) {
-	layout, err := disk.Read(im.f, im.size)
+	layout, err := disk.Read(im.r, im.size)
 	if err != nil {
 		return nil, err
 	}
@@ -157,6 +191,10 @@ func (im *importer) run() (*manifest.Manifest, error) {
 	for _, p := range layout.Partitions {
 		if err := im.ctx.Err(); err != nil {
 			return nil, err
+		}
+		if fsm := im.unchangedFilesystem(p); fsm != nil {
+			m.Filesystems = append(m.Filesystems, *fsm)
+			continue
 		}
 		switch p.Filesystem {
 		case "ext4":
@@ -225,7 +263,7 @@ func layoutFromDisk(l *disk.Layout) manifest.Layout {
 
 // importExt walks one ext2/3/4 filesystem.
 func (im *importer) importExt(p disk.Partition) (*manifest.Filesystem, error) {
-	section := io.NewSectionReader(im.f, p.Start, p.Size)
+	section := io.NewSectionReader(im.r, p.Start, p.Size)
 	fs, err := ext4.Open(section, p.Size)
 	if err != nil {
 		return nil, err
@@ -286,6 +324,49 @@ func (im *importer) importExt(p disk.Partition) (*manifest.Filesystem, error) {
 	return out, nil
 }
 
+// unchangedFilesystem returns the parent's record of the filesystem in
+// partition p when Unchanged vouches for every byte of the partition: a
+// walk of the same bytes would give the same record, so it is taken
+// without one (and its files' content without reading).
+func (im *importer) unchangedFilesystem(p disk.Partition) *manifest.Filesystem {
+	if im.opt.Unchanged == nil || im.opt.Parent == nil || im.opt.Rehash || im.opt.DiscardFree {
+		return nil
+	}
+	var old *manifest.Filesystem
+	for i := range im.opt.Parent.Filesystems {
+		fs := &im.opt.Parent.Filesystems[i]
+		if fs.PartIndex == p.Index && fs.Offset == p.Start && fs.Size == p.Size {
+			old = fs
+		}
+	}
+	if old == nil || !im.opt.Unchanged(p.Start, p.Size) {
+		return nil
+	}
+	for i := range old.Files {
+		for _, x := range old.Files[i].Extents {
+			if x.DiskOff < p.Start || x.DiskOff+x.Len > p.Start+p.Size {
+				return nil // not a record this partition could have
+			}
+		}
+	}
+	fsm := *old
+	fsm.Files = append([]manifest.Entry(nil), old.Files...)
+	for i := range fsm.Files {
+		e := &fsm.Files[i]
+		for _, x := range e.Extents {
+			im.spans = append(im.spans, segment{x.DiskOff, x.Len})
+		}
+		if len(e.Extents) > 0 {
+			n := manifest.StreamSize(e.Content)
+			im.stats.ReusedFiles++
+			im.stats.ReusedBytes += n
+			im.progress(n)
+		}
+	}
+	im.stats.ReusedFilesystems++
+	return &fsm
+}
+
 // reuseFromParent gives every file whose inode is unchanged against the
 // parent the parent's chunk list, and returns which ones it did.
 func (im *importer) reuseFromParent(part int, files []manifest.Entry) []bool {
@@ -309,7 +390,17 @@ func (im *importer) reuseFromParent(part int, files []manifest.Entry) []bool {
 	for i := range files {
 		e := &files[i]
 		old := byIno[e.Ino]
-		if old == nil || !unchangedContent(old, e) {
+		if old == nil {
+			continue
+		}
+		if im.opt.Unchanged != nil {
+			// The disk says so directly: same blocks, same bytes. This
+			// also sees raw writes that leave the inode alone. (A file
+			// without extents has nothing to read either way.)
+			if len(e.Extents) == 0 || !sameExtents(old, e) || !im.extentsUnchanged(e) {
+				continue
+			}
+		} else if !unchangedContent(old, e) {
 			continue
 		}
 		e.Content = old.Content
@@ -332,6 +423,15 @@ func unchangedContent(old, cur *manifest.Entry) bool {
 	if old.Size != cur.Size || old.Mtime != cur.Mtime || old.Ctime != cur.Ctime || old.Generation != cur.Generation {
 		return false
 	}
+	return sameExtents(old, cur)
+}
+
+// sameExtents reports whether a regular file's content lies in the same
+// disk ranges as in the parent, whose chunk list covers exactly those.
+func sameExtents(old, cur *manifest.Entry) bool {
+	if !cur.IsRegular() || !old.IsRegular() || cur.HasInlineData() || old.HasInlineData() {
+		return false
+	}
 	if len(old.Extents) != len(cur.Extents) {
 		return false
 	}
@@ -341,6 +441,16 @@ func unchangedContent(old, cur *manifest.Entry) bool {
 		}
 	}
 	return manifest.StreamSize(old.Content) == int64(cur.Size)-holes(cur)
+}
+
+// extentsUnchanged asks opt.Unchanged about every extent of a file.
+func (im *importer) extentsUnchanged(e *manifest.Entry) bool {
+	for _, x := range e.Extents {
+		if !im.opt.Unchanged(x.DiskOff, x.Len) {
+			return false
+		}
+	}
+	return true
 }
 
 // holes is the number of bytes of a file not covered by its extents.
@@ -484,7 +594,7 @@ func (im *importer) storeFiles(files []manifest.Entry, inline map[int][]byte, re
 		if reused[i] {
 			continue
 		}
-		if files[i].IsRegular() && files[i].Size > 0 {
+		if len(files[i].Extents) > 0 || inline[i] != nil {
 			im.stats.ReadFiles++
 		}
 		files[i].Content = make([]manifest.Ref, counts[i])
@@ -513,7 +623,7 @@ func (im *importer) fileChunks(e *manifest.Entry, inline []byte) (func() ([]byte
 	}
 	readers := make([]io.Reader, len(e.Extents))
 	for i, x := range e.Extents {
-		readers[i] = io.NewSectionReader(im.f, x.DiskOff, x.Len)
+		readers[i] = io.NewSectionReader(im.r, x.DiskOff, x.Len)
 	}
 	rd := io.MultiReader(readers...)
 	if total <= smallFile {

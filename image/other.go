@@ -18,7 +18,7 @@ import (
 // pass covers, so this walk does not report any.
 func (im *importer) importOther(p disk.Partition) (*manifest.Filesystem, error) {
 	out := &manifest.Filesystem{PartIndex: p.Index, Type: p.Filesystem, Offset: p.Start, Size: p.Size}
-	info, err := otherfs.Walk(im.f, p.Start, p.Size, p.Filesystem, func(e *manifest.Entry, content io.Reader) error {
+	info, err := otherfs.Walk(im.r, p.Start, p.Size, p.Filesystem, func(e *manifest.Entry, content io.Reader) error {
 		if err := im.ctx.Err(); err != nil {
 			return err
 		}

@@ -37,6 +37,9 @@ type Options struct {
 	Logger      *log.Logger // damaged chunks and other serving problems (default: the standard logger)
 	// Created is the time shown on the synthetic root and disk.raw.
 	Created time.Time
+	// NoDisk leaves disk.raw out: a version edited as a tree has no disk
+	// image whose bytes match its files.
+	NoDisk bool
 }
 
 // FS is a version prepared for serving: the chunk table with every chunk's
@@ -139,6 +142,25 @@ const attrTimeout = time.Hour
 // allow them, exactly as on a loop mount. The mount is nosuid and nodev:
 // setuid bits and device nodes show but confer nothing on the host.
 func (f *FS) Mount(dir string, mo MountOptions) (*fuse.Server, error) {
+	opts := f.fuseOptions(mo)
+	if os.Geteuid() == 0 {
+		// Mount directly: no fusermount needed, and read-only as a flag
+		// (the kernel rejects "ro" among the fuse options).
+		opts.DirectMountStrict = true
+		opts.DirectMountFlags = syscall.MS_RDONLY | syscall.MS_NOSUID | syscall.MS_NODEV
+	} else {
+		opts.Options = append(opts.Options, "ro")
+	}
+	srv, err := fs.Mount(dir, &rootNode{f: f}, opts)
+	if err != nil {
+		return nil, fmt.Errorf("mount %s: %w", dir, err)
+	}
+	raiseKernelReadahead(dir)
+	return srv, nil
+}
+
+// fuseOptions are the go-fuse options every mount of f shares.
+func (f *FS) fuseOptions(mo MountOptions) *fs.Options {
 	timeout := attrTimeout
 	opts := &fs.Options{
 		EntryTimeout:    &timeout,
@@ -162,20 +184,7 @@ func (f *FS) Mount(dir string, mo MountOptions) (*fuse.Server, error) {
 			Logger:        f.opts.Logger,
 		},
 	}
-	if os.Geteuid() == 0 {
-		// Mount directly: no fusermount needed, and read-only as a flag
-		// (the kernel rejects "ro" among the fuse options).
-		opts.DirectMountStrict = true
-		opts.DirectMountFlags = syscall.MS_RDONLY | syscall.MS_NOSUID | syscall.MS_NODEV
-	} else {
-		opts.Options = append(opts.Options, "ro")
-	}
-	srv, err := fs.Mount(dir, &rootNode{f: f}, opts)
-	if err != nil {
-		return nil, fmt.Errorf("mount %s: %w", dir, err)
-	}
-	raiseKernelReadahead(dir)
-	return srv, nil
+	return opts
 }
 
 // kernelReadaheadKB replaces the kernel's 128 KiB readahead for the mount:

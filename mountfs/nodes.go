@@ -44,8 +44,10 @@ var (
 )
 
 func (r *rootNode) OnAdd(ctx context.Context) {
-	disk := r.NewPersistentInode(ctx, &diskNode{f: r.f}, fs.StableAttr{Mode: syscall.S_IFREG, Ino: diskIno})
-	r.AddChild(diskFileName, disk, false)
+	if !r.f.opts.NoDisk {
+		disk := r.NewPersistentInode(ctx, &diskNode{f: r.f}, fs.StableAttr{Mode: syscall.S_IFREG, Ino: diskIno})
+		r.AddChild(diskFileName, disk, false)
+	}
 	for _, t := range r.f.trees {
 		n := &entryNode{f: r.f, t: t, idx: t.root}
 		dir := r.NewPersistentInode(ctx, n, fs.StableAttr{Mode: syscall.S_IFDIR, Ino: t.ino(t.root)})

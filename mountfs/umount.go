@@ -155,3 +155,25 @@ func fusermountUnmount(dir string, lazy bool) (bool, error) {
 	}
 	return false, lastErr
 }
+
+// FindMountBySource returns the mount whose source (first column of
+// /proc/mounts, the FsName) is source, e.g. "mis:myclone".
+func FindMountBySource(source string) (MountInfo, bool, error) {
+	f, err := os.Open("/proc/self/mountinfo")
+	if err != nil {
+		return MountInfo{}, false, err
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		mi, err := parseMountInfo(sc.Text())
+		if err != nil {
+			return MountInfo{}, false, err
+		}
+		if mi.Source == source && strings.HasPrefix(mi.FSType, "fuse") {
+			return mi, true, nil
+		}
+	}
+	return MountInfo{}, false, sc.Err()
+}

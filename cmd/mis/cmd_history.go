@@ -54,15 +54,27 @@ func newTagCmd() *cobra.Command {
 
 func newRmCmd() *cobra.Command {
 	return &cobra.Command{
-		Use:   "rm NAME:TAG",
-		Short: "Remove a tag (and its version when no other tag names it); run mis gc to free space",
+		Use:   "rm NAME:TAG|CLONE",
+		Short: "Remove a tag (and its version when no other tag names it) or a clone; run mis gc to free space",
 		Long: `Remove the tag NAME:TAG. When no other tag points at its version, the version
 record is removed too. No space is freed until mis gc runs.
 
-Versions imported with the removed one as parent keep full manifests and stay
-readable; their parent field then names a version that no longer exists.`,
+Versions stored as layers on the removed one stay readable: in the same commit
+that removes it, their layers are rebased onto its own base (or stored whole
+when it was stored whole). Their parent field then names a version that no
+longer exists.
+
+A version that clones are based on is not removed (rm lists the clones);
+removing another tag of it is fine. mis rm CLONE removes a clone and its
+delta (not while it is mounted).`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if isTreeClone(args[0]) {
+				return removeTreeClone(args[0])
+			}
+			if isCloneName(args[0]) {
+				return removeClone(args[0])
+			}
 			ref, err := layer.ParseRef(args[0])
 			if err != nil {
 				return err
@@ -76,7 +88,18 @@ readable; their parent field then names a version that no longer exists.`,
 				return err
 			}
 			defer w.Close()
-			res, err := layer.Remove(cmd.Context(), w, ref)
+			st, err := cloneStore()
+			if err != nil {
+				return err
+			}
+			var res *layer.Removed
+			err = st.Locked(func() error { // no clone of it is made meanwhile
+				if err := refuseCloneBase(cmd.Context(), w, st, ref); err != nil {
+					return err
+				}
+				res, err = layer.Remove(cmd.Context(), w, ref)
+				return err
+			})
 			if err != nil {
 				return err
 			}
@@ -90,7 +113,7 @@ readable; their parent field then names a version that no longer exists.`,
 				fmt.Printf("removed tag %s; version %s is still named %s\n", ref, res.ID, strings.Join(res.OtherTags, ", "))
 			}
 			if res.VersionRemoved && len(res.Children) > 0 {
-				fmt.Printf("note: %d version(s) name it as parent (%s); they keep full manifests and stay readable\n",
+				fmt.Printf("note: %d version(s) name it as parent (%s); their layers were rebased and they stay readable\n",
 					len(res.Children), strings.Join(res.Children, ", "))
 			}
 			return nil
@@ -119,16 +142,21 @@ func newLogCmd() *cobra.Command {
 				return printJSON(hist)
 			}
 			tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "NAME:TAG\tVERSION\tPARENT\tCREATED\tSIZE\tFILES\tADDED RAW\tADDED STORED")
+			fmt.Fprintln(tw, "NAME:TAG\tVERSION\tPARENT\tCREATED\tSIZE\tFILES\tADDED RAW\tADDED STORED\tSTORED AS")
 			for _, h := range hist {
 				v := h.Version
 				parent := h.ParentRef
 				if parent == "" {
 					parent = "-"
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\n", h.Ref, v.ID, parent,
+				// How the manifest is stored: whole, or a layer N deep.
+				stored := "whole"
+				if v.Base != "" {
+					stored = fmt.Sprintf("layer %d", v.Depth)
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\n", h.Ref, v.ID, parent,
 					v.Created.Local().Format(time.DateTime), humanBytes(v.DiskSize), v.Files,
-					humanBytes(v.AddedRaw), humanBytes(v.AddedStored))
+					humanBytes(v.AddedRaw), humanBytes(v.AddedStored), stored)
 			}
 			return tw.Flush()
 		},
@@ -214,7 +242,7 @@ Exports and mounts running meanwhile follow chunks to their new packs.`,
 			}
 			defer w.Close()
 			start := time.Now()
-			rep, err := w.GC(ctx, layer.LiveChunks(ctx, r), repo.GCOptions{DryRun: dryRun})
+			rep, err := w.GC(ctx, cloneBasesLive(ctx, r, layer.LiveChunks(ctx, r)), repo.GCOptions{DryRun: dryRun})
 			if err != nil {
 				return err
 			}

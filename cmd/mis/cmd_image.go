@@ -10,6 +10,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"mis/fresh"
 	"mis/image"
 	"mis/layer"
 	"mis/manifest"
@@ -54,6 +55,9 @@ run e2fsck, before importing.`,
 			ref, err := layer.ParseRef(args[1])
 			if err != nil {
 				return err
+			}
+			if isAnyClone(ref.Name) {
+				return fmt.Errorf("%s is the name of a clone: an image needs a name of its own", ref.Name)
 			}
 			r, err := openRepo()
 			if err != nil {
@@ -114,7 +118,7 @@ run e2fsck, before importing.`,
 			if parent != nil {
 				v.Parent = parent.ID
 			}
-			if err := layer.Save(ctx, w, ref, v, m); err != nil {
+			if err := layer.SaveWithOptions(ctx, w, ref, v, m, layer.SaveOptions{ParentManifest: parentManifest}); err != nil {
 				return err
 			}
 			elapsed := time.Since(start)
@@ -144,7 +148,8 @@ run e2fsck, before importing.`,
 }
 
 func newExportCmd() *cobra.Command {
-	var force bool
+	var force, freshBuild bool
+	var sizeFlag string
 	cmd := &cobra.Command{
 		Use:   "export NAME[:TAG] OUT",
 		Short: "Write a stored version back as a raw disk image",
@@ -154,9 +159,18 @@ image. OUT is sparse: zero blocks are not written.
 
 The image is written to a temporary file beside OUT and renamed into place
 only when complete and synced, so an interrupted export never leaves a
-file that looks finished.`,
+file that looks finished.
+
+--fresh builds a new image instead: the same partition table (the last
+partition grows to --size SIZE), every ext2/3/4 filesystem rebuilt with its
+identity (UUID, label, hash seed, features, block and inode size) and every
+file with every attribute, FAT filesystems rebuilt with the same volume id
+and label, other partitions copied as they are. Files are laid out anew,
+free space is zero, and the same version always gives the same bytes. It
+needs mke2fs, debugfs, sfdisk, mkfs.vfat and mcopy, and FUSE.`,
 		Example: `  mis export debian:12 debian.raw
-  sha256sum debian.raw`,
+  sha256sum debian.raw
+  mis export --fresh --size 20G debian:12 big.raw`,
 		Args: cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ref, err := layer.ParseRef(args[0])
@@ -164,6 +178,15 @@ file that looks finished.`,
 				return err
 			}
 			out := args[1]
+			var size int64
+			if sizeFlag != "" {
+				if !freshBuild {
+					return errors.New("--size needs --fresh: an exact export has the original's size")
+				}
+				if size, err = parseSize(sizeFlag); err != nil {
+					return fmt.Errorf("--size: %w", err)
+				}
+			}
 			if _, err := os.Lstat(out); err == nil && !force {
 				return fmt.Errorf("%s exists: pass --force to overwrite it", out)
 			}
@@ -177,9 +200,21 @@ file that looks finished.`,
 			if err != nil {
 				return err
 			}
+			if v.TreeEdited && !freshBuild {
+				return fmt.Errorf("%s was edited as a file tree (committed from a tree clone): no exact image of it ever existed, so it can only be built anew: use mis export --fresh", ref)
+			}
 			prog := newProgress("export " + ref.String())
-			err = image.Export(ctx, r, m, out, image.ExportOptions{Progress: prog.update})
+			var notes []string
+			if freshBuild {
+				err = fresh.Export(ctx, r, m, out, fresh.Options{Size: size, Progress: prog.update,
+					Warn: func(msg string) { notes = append(notes, msg) }})
+			} else {
+				err = image.Export(ctx, r, m, out, image.ExportOptions{Progress: prog.update})
+			}
 			prog.finish()
+			for _, msg := range notes {
+				fmt.Fprintln(os.Stderr, "note:", msg)
+			}
 			if err != nil {
 				return fmt.Errorf("export %s to %s: %w", ref, out, err)
 			}
@@ -188,14 +223,19 @@ file that looks finished.`,
 				return printJSON(map[string]any{"version": v, "out": out, "seconds": elapsed.Seconds()})
 			}
 			exact := "exact copy of the imported image"
-			if !m.Exact {
+			switch {
+			case freshBuild:
+				exact = "freshly built"
+			case !m.Exact:
 				exact = "free space zeroed (imported with --discard-free)"
 			}
-			fmt.Printf("exported %s to %s: %s, %s, in %s\n", ref, out, humanBytes(m.DiskSize), exact, humanDuration(elapsed))
+			fmt.Printf("exported %s to %s: %s, %s, in %s\n", ref, out, humanBytes(max(m.DiskSize, size)), exact, humanDuration(elapsed))
 			return nil
 		},
 	}
 	cmd.Flags().BoolVarP(&force, "force", "f", false, "overwrite OUT if it exists")
+	cmd.Flags().BoolVar(&freshBuild, "fresh", false, "build a new image (new filesystems, same files) instead of an exact copy")
+	cmd.Flags().StringVar(&sizeFlag, "size", "", "with --fresh: the new disk size (e.g. 20G); the last partition grows")
 	return cmd
 }
 
@@ -257,7 +297,10 @@ it exports as an exact copy of what was imported.`,
 			for _, t := range tags {
 				v := t.Version
 				exact := "yes"
-				if !v.Exact {
+				switch {
+				case v.TreeEdited:
+					exact = "no (tree edits: export --fresh)"
+				case !v.Exact:
 					exact = "no (free space discarded)"
 				}
 				fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\n", t.Ref, humanBytes(v.DiskSize), v.Files,
@@ -308,7 +351,9 @@ func newInfoCmd() *cobra.Command {
 			if v.Parent != "" {
 				fmt.Printf("  parent     version %s\n", v.Parent)
 			}
-			if m.Exact {
+			if v.TreeEdited {
+				fmt.Printf("  exact      no: committed from a tree clone; export with --fresh\n")
+			} else if m.Exact {
 				fmt.Printf("  exact      yes: exports identical to the imported image\n")
 			} else {
 				fmt.Printf("  exact      no: free space was discarded at import\n")

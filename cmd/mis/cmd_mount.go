@@ -19,10 +19,12 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/hanwen/go-fuse/v2/fuse"
 	"github.com/spf13/cobra"
 
 	"mis/layer"
 	"mis/mountfs"
+	"mis/treeclone"
 )
 
 // daemonEnv marks the background child of `mis mount --daemon`; its value
@@ -41,7 +43,7 @@ type mountFlags struct {
 func newMountCmd() *cobra.Command {
 	var fl mountFlags
 	cmd := &cobra.Command{
-		Use:   "mount NAME[:TAG] DIR",
+		Use:   "mount NAME[:TAG]|CLONE DIR",
 		Short: "Show a version read-only as files: DIR/disk.raw and DIR/pN/",
 		Long: `Mount a version read-only with FUSE. Nothing is extracted: reads are served
 from the repository's chunks, verified as they are read.
@@ -59,6 +61,15 @@ mis mount runs in the foreground until unmounted or interrupted (Ctrl-C or
 SIGTERM unmount it; a second signal detaches a busy mount lazily). With
 --daemon it returns once the mount is ready and serves in the background,
 logging to --log. Stop it with mis umount DIR.
+
+mis mount CLONE DIR mounts a clone (see mis clone) writable: DIR/disk.raw
+takes reads and writes (no pN trees: they would show the base's files, not
+the clone's). Writes go to the clone's copy-on-write delta in the repository;
+fsync makes them durable (so does closing the file, and a timer every 5 s).
+
+mis mount CLONE DIR mounts a tree clone (mis clone --tree) as writable file
+trees DIR/pN: kernel overlayfs over the base version's read-only trees, the
+edits kept in the repository until mis commit records them.
 
 The repository's metadata is read only at start, so imports and other
 writers can run while a version is mounted.`,
@@ -90,6 +101,17 @@ still uses the mount, umount fails unless --lazy: then the mount is detached
 at once and goes away when the last user leaves.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if tree, _ := treeclone.IsMountedAt(args[0]); tree {
+				// Overlays first, then the FUSE lower; also after the
+				// serving process died.
+				if err := treeclone.UnmountDir(args[0]); err != nil {
+					return err
+				}
+				if !g.quiet {
+					fmt.Fprintf(os.Stderr, "unmounted tree clone at %s\n", args[0])
+				}
+				return nil
+			}
 			detached, err := mountfs.Unmount(args[0], lazy)
 			if err != nil {
 				return err
@@ -109,9 +131,15 @@ at once and goes away when the last user leaves.`,
 }
 
 func runMount(cmd *cobra.Command, refArg, dir string, fl mountFlags) error {
-	ref, err := layer.ParseRef(refArg)
-	if err != nil {
-		return err
+	// A clone's name wins over NAME:latest (the two never share a name).
+	isTree := isTreeClone(refArg)
+	isClone := isTree || isCloneName(refArg)
+	var ref layer.Ref
+	var err error
+	if !isClone {
+		if ref, err = layer.ParseRef(refArg); err != nil {
+			return err
+		}
 	}
 	cacheSize, err := parseSize(fl.cacheSize)
 	if err != nil {
@@ -137,7 +165,10 @@ func runMount(cmd *cobra.Command, refArg, dir string, fl mountFlags) error {
 		return fmt.Errorf("%s is already a mount point (unmount it first with mis umount)", absDir)
 	}
 	if fl.daemon && os.Getenv(daemonEnv) == "" {
-		return startMountDaemon(ref, absDir, fl)
+		if isClone {
+			return startMountDaemon(refArg, absDir, fl)
+		}
+		return startMountDaemon(ref.String(), absDir, fl)
 	}
 
 	r, err := openRepo()
@@ -145,13 +176,19 @@ func runMount(cmd *cobra.Command, refArg, dir string, fl mountFlags) error {
 		return err
 	}
 	ctx := cmd.Context()
+	if isTree {
+		return serveTreeClone(ctx, r, refArg, absDir, fl, cacheSize, readahead)
+	}
+	if isClone {
+		return serveClone(ctx, r, refArg, absDir, fl, cacheSize, readahead)
+	}
 	v, m, err := mountfs.LoadVersion(ctx, r, ref)
 	if err != nil {
 		return err
 	}
 	logger := log.New(os.Stderr, "mis mount: ", log.LstdFlags)
 	fsys, err := mountfs.New(ctx, r, m, mountfs.Options{
-		CacheSize: cacheSize, Readahead: readahead, Logger: logger, Created: v.Created,
+		CacheSize: cacheSize, Readahead: readahead, Logger: logger, Created: v.Created, NoDisk: v.TreeEdited,
 	})
 	if err != nil {
 		return err
@@ -170,8 +207,15 @@ func runMount(cmd *cobra.Command, refArg, dir string, fl mountFlags) error {
 		fmt.Fprintf(os.Stderr, "mounted %s at %s; Ctrl-C or mis umount %s to stop\n", ref, absDir, absDir)
 	}
 
-	// The first SIGINT/SIGTERM unmounts; if the mount is busy, another one
-	// detaches it lazily.
+	waitServed(srv, absDir, logger)
+	st := fsys.Stats()
+	logger.Printf("unmounted %s: %d chunk reads, %d cache hits, %d prefetched, %d failed", absDir, st.Misses, st.Hits, st.Prefetched, st.Failed)
+	return nil
+}
+
+// waitServed serves until the mount goes away. The first SIGINT/SIGTERM
+// unmounts; if the mount is busy, another one detaches it lazily.
+func waitServed(srv *fuse.Server, absDir string, logger *log.Logger) {
 	sigs := make(chan os.Signal, 2)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
 	defer signal.Stop(sigs)
@@ -190,9 +234,6 @@ func runMount(cmd *cobra.Command, refArg, dir string, fl mountFlags) error {
 		}
 	}()
 	srv.Wait()
-	st := fsys.Stats()
-	logger.Printf("unmounted %s: %d chunk reads, %d cache hits, %d prefetched, %d failed", absDir, st.Misses, st.Hits, st.Prefetched, st.Failed)
-	return nil
 }
 
 // limitMemory sets a soft heap limit of what the indexes use now plus the
@@ -222,7 +263,7 @@ func readyPipe() *os.File {
 
 // startMountDaemon re-runs this mount in a new session with its output in a
 // log file, and returns once the child reports the mount ready (or died).
-func startMountDaemon(ref layer.Ref, dir string, fl mountFlags) error {
+func startMountDaemon(ref string, dir string, fl mountFlags) error {
 	exe, err := os.Executable()
 	if err != nil {
 		return err
@@ -252,7 +293,7 @@ func startMountDaemon(ref layer.Ref, dir string, fl mountFlags) error {
 	if fl.debug {
 		args = append(args, "--debug")
 	}
-	args = append(args, ref.String(), dir)
+	args = append(args, ref, dir)
 	child := exec.Command(exe, args...)
 	child.Env = append(os.Environ(), daemonEnv+"="+logPath)
 	child.Dir = "/" // do not keep the caller's directory busy

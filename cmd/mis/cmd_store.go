@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -127,7 +128,12 @@ func newStatsCmd() *cobra.Command {
   stored   the bytes of the pack files on disk
 The dedup ratio is logical over unique bytes (zero runs, which cost nothing,
 count as deduplicated); the compression ratio is unique over stored chunk bytes;
-overall is logical over stored.`,
+overall is logical over stored.
+
+Then, per version (oldest first), the chunks it uses split into the bytes it
+alone holds (what removing it and running gc would free) and the bytes it
+shares with other versions, both as stored (compressed) bytes. This reads
+every version's manifest.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			r, err := openRepo()
@@ -139,17 +145,15 @@ overall is logical over stored.`,
 			if err != nil {
 				return err
 			}
-			var versions []*layer.Version
-			if err := r.View(ctx, func(tx *repo.Tx) error {
-				versions, err = layer.Versions(tx)
-				return err
-			}); err != nil {
+			usage, err := layer.ComputeUsage(ctx, r)
+			if err != nil {
 				return err
 			}
-			out := statsOutput{Versions: len(versions), Chunks: st.Chunks, Packs: st.Packs,
+			out := statsOutput{Versions: len(usage.Versions), PerVersion: usage.Versions,
+				UnreferencedStoredBytes: st.StoredBytes - usage.LiveStored, MissingChunks: usage.Missing, LiveByKind: usage.LiveByKind, Chunks: st.Chunks, Packs: st.Packs,
 				UniqueBytes: st.RawBytes, StoredChunkBytes: st.StoredBytes, PackBytes: st.PackBytes}
-			for _, v := range versions {
-				out.LogicalBytes += v.DiskSize
+			for _, v := range usage.Versions {
+				out.LogicalBytes += v.Version.DiskSize
 			}
 			if st.RawBytes > 0 {
 				out.DedupRatio = float64(out.LogicalBytes) / float64(st.RawBytes)
@@ -171,6 +175,13 @@ overall is logical over stored.`,
 			fmt.Printf("dedup ratio:        %.2fx (logical / unique)\n", out.DedupRatio)
 			fmt.Printf("compression ratio:  %.2fx (unique / stored chunk bytes)\n", out.CompressionRatio)
 			fmt.Printf("overall:            %.2fx (logical / stored)\n", out.TotalRatio)
+			if out.UnreferencedStoredBytes > 0 {
+				fmt.Printf("unreferenced:       %s in chunks no version uses (mis gc frees them)\n", humanBytes(out.UnreferencedStoredBytes))
+			}
+			if out.MissingChunks > 0 {
+				fmt.Printf("missing:            %d referenced chunks are not in the index (run mis verify)\n", out.MissingChunks)
+			}
+			printUsageTable(usage)
 			return nil
 		},
 	}
@@ -187,6 +198,33 @@ type statsOutput struct {
 	DedupRatio       float64 `json:"dedup_ratio"`
 	CompressionRatio float64 `json:"compression_ratio"`
 	TotalRatio       float64 `json:"total_ratio"`
+	// UnreferencedStoredBytes are stored chunk bytes no version uses.
+	UnreferencedStoredBytes int64                `json:"unreferenced_stored_bytes"`
+	MissingChunks           int64                `json:"missing_chunks"`
+	LiveByKind              layer.KindBytes      `json:"live_by_kind"`
+	PerVersion              []layer.VersionUsage `json:"per_version"`
+}
+
+// printUsageTable prints each version's own and shared stored bytes.
+func printUsageTable(u *layer.Usage) {
+	if len(u.Versions) == 0 {
+		return
+	}
+	fmt.Println()
+	w := 7
+	for _, v := range u.Versions {
+		w = max(w, len(strings.Join(v.Refs, ",")), len(v.Label()))
+	}
+	fmt.Printf("%-*s  %-10s  %10s  %8s  %11s  %11s\n", w, "version", "created", "disk", "chunks", "alone", "shared")
+	for _, v := range u.Versions {
+		name := strings.Join(v.Refs, ",")
+		if name == "" {
+			name = v.Label()
+		}
+		fmt.Printf("%-*s  %-10s  %10s  %8d  %11s  %11s\n", w, name, v.Version.Created.Local().Format("2006-01-02"),
+			humanBytes(v.Version.DiskSize), v.Chunks, humanBytes(v.UniqueStored), humanBytes(v.SharedStored))
+	}
+	fmt.Println("(alone: stored bytes only this version uses, freed by mis rm + mis gc; shared: stored bytes other versions use too)")
 }
 
 func humanBytes(n int64) string {

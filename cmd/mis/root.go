@@ -50,7 +50,8 @@ the imported image byte for byte.
 	root.PersistentFlags().BoolVarP(&g.quiet, "quiet", "q", false, "no progress output")
 	root.PersistentFlags().DurationVar(&g.wait, "wait", 0, "if another mis process is writing to the repository, wait up to this long for it (e.g. 10m) instead of failing at once")
 	root.AddCommand(newInitCmd(), newImportCmd(), newExportCmd(), newLsCmd(), newInfoCmd(),
-		newVerifyCmd(), newStatsCmd(), newMountCmd(), newUmountCmd(), newLogCmd(), newDiffCmd(), newTagCmd(), newRmCmd(), newGcCmd())
+		newVerifyCmd(), newStatsCmd(), newMountCmd(), newUmountCmd(), newLogCmd(), newDiffCmd(), newTagCmd(), newRmCmd(), newGcCmd(),
+		newCloneCmd(), newClonesCmd(), newCommitCmd())
 	return root
 }
 

@@ -51,7 +51,7 @@ done
 [ -n "$RUNS" ] || RUNS=$((QUICK ? 1 : 3))
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 # Quick results go beside, not over, the committed full ones.
-OUT=${OUT:-$ROOT/bench/results$([ $QUICK = 1 ] && echo /quick)}
+OUT=${OUT:-$ROOT/bench/results$([ $QUICK = 1 ] && echo /quick || true)}
 export PATH="$PATH:/usr/local/go/bin:/usr/sbin:/sbin:$HOME/go/bin"
 [ "$(id -u)" = 0 ] || { echo "compare.sh: needs root (drop_caches, loop and FUSE mounts)" >&2; exit 1; }
 

@@ -91,8 +91,8 @@ rec() {
 drop_caches() { sync; echo 3 >/proc/sys/vm/drop_caches; }
 now() { date +%s.%N; }
 elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", b - a }'; }
-apparent() { du -sb "$@" | awk '{ s += $1 } END { print s + 0 }'; }
-allocated() { du -sB1 "$@" | awk '{ s += $1 } END { print s + 0 }'; }
+apparent() { du -sb "$@" | awk '{ s += $1 } END { printf "%.0f\n", s }'; }
+allocated() { du -sB1 "$@" | awk '{ s += $1 } END { printf "%.0f\n", s }'; }
 
 # timed CMD...: run it (and a sync) with cold caches; print seconds. Output
 # goes to $WORK/last.log; a failure or a step over $STEP_LIMIT seconds
@@ -528,7 +528,7 @@ file_bound() {
 	local uniq zsize
 	uniq=$(find "$stage" -type f | wc -l)
 	(cd "$stage" && find . -type f -print0 | xargs -0 -r zstd -3 -q --rm) || die "zstd of unique files"
-	zsize=$(find "$stage" -type f -name '*.zst' -printf '%s\n' | awk '{ s += $1 } END { print s + 0 }')
+	zsize=$(find "$stage" -type f -name '*.zst' -printf '%s\n' | awk '{ s += $1 } END { printf "%.0f\n", s }')
 	MIS_REPO=$STORE/mis "$MIS" stats --json >"$WORK/stats.json"
 	python3 - "$WORK/stats.json" "$uniq" "$seen" "$zsize" >>"$RESULTS" <<-'EOF'
 		import json, sys

@@ -224,6 +224,11 @@ build_corpus() {
 	if [ $QUICK = 1 ]; then
 		local ext4 gpt
 		{ read -r ext4; read -r gpt; } < <(fixture ext4 gpt)
+		# Copies: CI runs this beside the tests, which loop-mount the cached
+		# fixtures with a sizelimit; a second loop device on the same file
+		# with another sizelimit is refused ("overlapping loop device").
+		cp --sparse=always "$ext4" "$WORK/hist-v1.img" && ext4=$WORK/hist-v1.img
+		cp --sparse=always "$gpt" "$WORK/other-v1.img" && gpt=$WORK/other-v1.img
 		edit_copy "$ext4" "$WORK/hist-v2.img" 2
 		edit_copy "$WORK/hist-v2.img" "$WORK/hist-v3.img" 3
 		CORPUS=("hist:v1 $ext4" "hist:v2 $WORK/hist-v2.img" "hist:v3 $WORK/hist-v3.img" "other:v1 $gpt")

@@ -2,7 +2,6 @@ package main_test
 
 import (
 	"encoding/json"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -11,33 +10,9 @@ import (
 	"mis/fixtures"
 )
 
-// historyBin returns a mis binary with the history commands. Until root.go
-// registers them, it is built with an overlay of root.go that does.
-func historyBin(t *testing.T) string {
-	t.Helper()
-	if out, _ := exec.Command(misBin, "gc", "--help").CombinedOutput(); strings.Contains(string(out), "--dry-run") {
-		return misBin
-	}
-	root, err := os.ReadFile("root.go")
-	if err != nil {
-		t.Fatal(err)
-	}
-	const anchor = "newMountCmd(), newUmountCmd()"
-	if !strings.Contains(string(root), anchor) {
-		t.Skip("root.go changed; register newTagCmd, newRmCmd, newLogCmd, newDiffCmd, newGcCmd there")
-	}
-	dir := t.TempDir()
-	patched := strings.Replace(string(root), anchor, anchor+", newTagCmd(), newRmCmd(), newLogCmd(), newDiffCmd(), newGcCmd()", 1)
-	abs, _ := filepath.Abs("root.go")
-	overlay, _ := json.Marshal(map[string]any{"Replace": map[string]string{abs: filepath.Join(dir, "root.go")}})
-	os.WriteFile(filepath.Join(dir, "root.go"), []byte(patched), 0o644)
-	os.WriteFile(filepath.Join(dir, "overlay.json"), overlay, 0o644)
-	bin := filepath.Join(dir, "mis")
-	if out, err := exec.Command("go", "build", "-overlay", filepath.Join(dir, "overlay.json"), "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("build with history commands: %v\n%s", err, out)
-	}
-	return bin
-}
+// historyBin is the mis binary (the history commands are registered in
+// root.go since session 1; the build overlay that stood in for them is gone).
+func historyBin(t *testing.T) string { return misBin }
 
 func TestCLIHistory(t *testing.T) {
 	saved := misBin

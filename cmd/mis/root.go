@@ -41,7 +41,13 @@ the imported image byte for byte.
   mis info debian:12                 partitions, filesystems, files, bytes
   mis export debian:12 out.raw       write the image back
   mis verify --read-data             check every chunk of every version
-  mis stats                          logical, unique and stored bytes`,
+  mis stats                          logical, unique and stored bytes; per version
+  mis log debian / diff A B / tag / rm / gc   history: layers, changes, names, cleanup
+  mis mount debian:12 /mnt/d         read-only FUSE: /mnt/d/disk.raw and /mnt/d/pN/
+  mis clone debian:12 vm1            instant writable clone; mis mount vm1 DIR gives a writable disk.raw
+  mis commit vm1 debian:12.1         store a clone's disk as a new version
+  mis clone --tree debian:12 web     a clone edited as files (DIR/pN writable); export with --fresh
+  mis export --fresh --size 20G debian:12 big.raw   new filesystems, same files, bigger disk`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}

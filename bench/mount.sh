@@ -34,9 +34,10 @@ trap cleanup EXIT
 "$MIS" mount -q -d --log "$WORK/mount.log" bench:v1 "$MNT"
 PID=$(grep -o 'pid [0-9]*' "$WORK/mount.log" | tail -1 | cut -d' ' -f2)
 
-# The first walked filesystem and where it starts in the image.
-PART=$(ls -d "$MNT"/p* | head -1)
-N=${PART##*/p}
+# The ext filesystem with the most files (the kernel here has no vfat) and
+# where it starts in the image.
+N=$("$MIS" --json info bench:v1 | python3 -c "import json,sys; fs=[f for f in json.load(sys.stdin)['filesystems'] if f['type'].startswith('ext')]; print(max(fs, key=lambda f: f['files'])['partition'])")
+PART=$MNT/p$N
 OFF=0
 if [ "$N" != 0 ]; then
 	OFF=$(sfdisk -J "$IMG" | python3 -c "import json,sys; p=json.load(sys.stdin)['partitiontable']; print(p['partitions'][$N-1]['start']*p.get('sectorsize',512))")

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"mis/internal/durable"
 )
 
 // DefaultFlushInterval bounds how long a write that nobody fsyncs stays
@@ -126,7 +128,7 @@ func (s *Store) openLayers(c *Clone, base io.ReaderAt, opt DiskOptions) (*Disk, 
 		return nil, err
 	}
 	if created || mapCreated {
-		if err := syncDir(s.deltaDir()); err != nil {
+		if err := durable.SyncDir(s.deltaDir()); err != nil {
 			return nil, err
 		}
 	}

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"mis/internal/durable"
 	"mis/manifest"
 	"mis/mountfs"
 	"mis/repo"
@@ -63,16 +64,7 @@ func Export(ctx context.Context, r *repo.Repo, m *manifest.Manifest, out string,
 		return err
 	}
 	ok = true
-	return syncDir(filepath.Dir(out))
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
+	return durable.SyncDir(filepath.Dir(out))
 }
 
 type exporter struct {

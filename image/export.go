@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 
 	"mis/chunker"
+	"mis/internal/durable"
 	"mis/manifest"
 	"mis/repo"
 )
@@ -71,16 +72,7 @@ func Export(ctx context.Context, r *repo.Repo, m *manifest.Manifest, out string,
 		return err
 	}
 	ok = true
-	return syncDir(filepath.Dir(out))
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
+	return durable.SyncDir(filepath.Dir(out))
 }
 
 // mergeJobs folds jobs for the same chunk into one, so each chunk is read

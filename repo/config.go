@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"mis/chunker"
+	"mis/internal/durable"
 )
 
 // FormatVersion is the repository format this package reads and writes.
@@ -133,7 +134,7 @@ func Init(dir string, opt InitOptions) error {
 		return err
 	}
 	// config.json goes last: its presence is what makes dir a repository.
-	return writeFileDurable(filepath.Join(dir, configName), append(data, '\n'))
+	return durable.WriteFile(filepath.Join(dir, configName), append(data, '\n'), 0o644)
 }
 
 // Repo is an open repository. Opening reads only config.json; the
@@ -175,36 +176,3 @@ func (r *Repo) Dir() string { return r.dir }
 
 // Packs returns the pack storage.
 func (r *Repo) Packs() PackStore { return r.packs }
-
-// writeFileDurable writes name atomically: temp file, fsync, rename, fsync dir.
-func writeFileDurable(name string, data []byte) error {
-	tmp := name + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o644)
-	if err != nil {
-		return err
-	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp, name); err != nil {
-		return err
-	}
-	return syncDir(filepath.Dir(name))
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
-}

@@ -16,6 +16,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"mis/chunker"
+	"mis/internal/durable"
 )
 
 // Badger memory budget, chosen for a small machine. Worst case while a
@@ -176,7 +177,7 @@ func removeEmptyMemtables(dir string) error {
 		}
 	}
 	if removed {
-		return syncDir(dir)
+		return durable.SyncDir(dir)
 	}
 	return nil
 }

@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+
+	"mis/internal/durable"
 )
 
 // PackStore is where pack files live. Packs are immutable once committed
@@ -126,10 +128,10 @@ func (w *localPackWriter) Commit(name string) error {
 	w.done = true
 	// The new subdirectory entry (if any) and the renamed file entry must
 	// both reach the disk.
-	if err := syncDir(w.s.dir); err != nil {
+	if err := durable.SyncDir(w.s.dir); err != nil {
 		return err
 	}
-	return syncDir(sub)
+	return durable.SyncDir(sub)
 }
 
 func (w *localPackWriter) Abort() {

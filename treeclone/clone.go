@@ -9,6 +9,8 @@ import (
 	"regexp"
 	"sort"
 	"time"
+
+	"mis/internal/durable"
 )
 
 // FormatVersion is the version of clone.json. Get refuses other versions.
@@ -92,7 +94,7 @@ func Create(repoDir, name, baseVersionID string) error {
 		os.RemoveAll(root)
 		return err
 	}
-	return syncDir(parent)
+	return durable.SyncDir(parent)
 }
 
 func writeRecord(repoDir string, c *Clone) error {
@@ -100,7 +102,7 @@ func writeRecord(repoDir string, c *Clone) error {
 	if err != nil {
 		return err
 	}
-	return writeFileDurable(recordPath(repoDir, c.Name), append(data, '\n'))
+	return durable.WriteFile(recordPath(repoDir, c.Name), append(data, '\n'), 0o600)
 }
 
 // Get reads the record of clone name.
@@ -177,7 +179,7 @@ func Remove(repoDir, name string) error {
 	if err := os.Rename(d.Root, trash); err != nil {
 		return err
 	}
-	if err := syncDir(filepath.Dir(d.Root)); err != nil {
+	if err := durable.SyncDir(filepath.Dir(d.Root)); err != nil {
 		return err
 	}
 	return os.RemoveAll(trash)
@@ -231,37 +233,4 @@ func Rebase(repoDir, name, newBaseVersionID string) error {
 		}
 	}
 	return nil
-}
-
-// writeFileDurable writes name atomically: temp file, fsync, rename, fsync dir.
-func writeFileDurable(name string, data []byte) error {
-	tmp := name + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
-	if err != nil {
-		return err
-	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp, name); err != nil {
-		return err
-	}
-	return syncDir(filepath.Dir(name))
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }

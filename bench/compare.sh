@@ -394,6 +394,20 @@ unmount() {
 	return 0
 }
 
+# loop_mount IMG OFFSET DIR: read-only ext4 loop mount of the filesystem at
+# OFFSET. A loop device without a sizelimit reaches to the end of the file,
+# and the kernel detaches an unmounted one asynchronously, so mounting the
+# next partition of the same image right after an umount can be refused
+# ("overlapping loop device"): wait for the old device to go first.
+loop_mount() {
+	local img=$1 off=$2 dir=$3 i
+	for ((i = 0; i < 100; i++)); do
+		[ -z "$(losetup -j "$img" 2>/dev/null)" ] && break
+		sleep 0.1
+	done
+	timeout 60 mount -t ext4 -o ro,loop,noload,offset="$off" "$img" "$dir"
+}
+
 # root_part IMG: "N OFFSET" of the largest partition holding an ext
 # filesystem (N = 0, offset 0 for a bare filesystem), found by mounting it.
 root_part() {
@@ -401,7 +415,7 @@ root_part() {
 	mkdir -p "$m"
 	if ! sfdisk -J "$img" >/dev/null 2>&1; then echo "0 0"; return; fi
 	while read -r n off; do
-		if timeout 60 mount -t ext4 -o ro,loop,noload,offset="$off" "$img" "$m" 2>/dev/null; then
+		if loop_mount "$img" "$off" "$m" 2>/dev/null; then
 			umount "$m"
 			echo "$n $off"
 			return
@@ -421,7 +435,7 @@ ext_parts() {
 	mkdir -p "$m"
 	if ! sfdisk -J "$img" >/dev/null 2>&1; then echo "0 0"; return; fi
 	while read -r n off; do
-		if timeout 60 mount -t ext4 -o ro,loop,noload,offset="$off" "$img" "$m" 2>/dev/null; then
+		if loop_mount "$img" "$off" "$m" 2>/dev/null; then
 			umount "$m"
 			echo "$n $off"
 		fi
@@ -484,7 +498,7 @@ mount_rows() {
 	mkdir -p "$m" "$l"
 	mbps=$(seq_read "$img")
 	rec kind=read tool=image run="$run" mbps="$mbps"
-	timeout 60 mount -t ext4 -o ro,loop,noload,offset="$off" "$img" "$l" || die "loop mount $img"
+	loop_mount "$img" "$off" "$l" || die "loop mount $img"
 	MOUNTS+=("$l")
 	walk_tree image "$run" "$l"
 	unmount "$l"
@@ -498,7 +512,7 @@ mount_rows() {
 		if [ "$t" = mis ]; then
 			walk_tree mis "$run" "$m/p$n"
 		else
-			timeout 60 mount -t ext4 -o ro,loop,noload,offset="$off" "$FILE" "$l" || die "loop mount of $t's image"
+			loop_mount "$FILE" "$off" "$l" || die "loop mount of $t's image"
 			MOUNTS+=("$l")
 			walk_tree "$t" "$run" "$l"
 			unmount "$l"
@@ -518,17 +532,21 @@ mount_rows() {
 # version's ext filesystems, each compressed with zstd -3, plus what mis
 # stores besides file content (manifests and residual data).
 file_bound() {
-	local stage=$WORK/unique l=$WORK/loop e img n off seen=0 out
+	local stage=$WORK/unique l=$WORK/loop e img n off seen=0 out parts part
 	mkdir -p "$l" "$stage"
 	for e in "${CORPUS[@]}"; do
 		img=${e#* }
-		while read -r n off; do
-			timeout 60 mount -t ext4 -o ro,loop,noload,offset="$off" "$img" "$l" || die "loop mount $img"
+		# The whole list first: ext_parts probes by mounting, and must not
+		# run while this loop has a partition of the same image mounted.
+		mapfile -t parts < <(ext_parts "$img")
+		for part in "${parts[@]}"; do
+			read -r n off <<<"$part"
+			loop_mount "$img" "$off" "$l" || die "loop mount $img"
 			MOUNTS+=("$l")
 			out=$("$WORK/bin/report" uniquefiles -into "$stage" "$l") || die "uniquefiles $img"
 			seen=$((seen + $(echo "$out" | awk '{ print $2 }')))
 			unmount "$l"
-		done < <(ext_parts "$img")
+		done
 	done
 	local uniq zsize
 	uniq=$(find "$stage" -type f | wc -l)

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log"
 	"os"
-	"path/filepath"
 	"strings"
 	"time"
 
@@ -36,35 +35,16 @@ func Export(ctx context.Context, r *repo.Repo, m *manifest.Manifest, out string,
 	if err != nil {
 		return err
 	}
-	tmp, err := os.CreateTemp(filepath.Dir(out), "."+filepath.Base(out)+".mis-partial-")
+	tmp, err := durable.CreateOutput(out, p.diskSize)
 	if err != nil {
 		return err
 	}
-	ok := false
-	defer func() {
-		if !ok {
-			tmp.Close()
-			os.Remove(tmp.Name())
-		}
-	}()
-	if err := tmp.Truncate(p.diskSize); err != nil {
-		return err
-	}
-	e := &exporter{ctx: ctx, r: r, m: m, p: p, out: tmp, opt: opt}
+	defer tmp.Abort()
+	e := &exporter{ctx: ctx, r: r, m: m, p: p, out: tmp.File, opt: opt}
 	if err := e.run(); err != nil {
 		return err
 	}
-	if err := tmp.Sync(); err != nil {
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp.Name(), out); err != nil {
-		return err
-	}
-	ok = true
-	return durable.SyncDir(filepath.Dir(out))
+	return tmp.Commit()
 }
 
 type exporter struct {

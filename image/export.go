@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"path/filepath"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -45,34 +44,15 @@ func Export(ctx context.Context, r *repo.Repo, m *manifest.Manifest, out string,
 		}
 	}
 
-	tmp, err := os.CreateTemp(filepath.Dir(out), "."+filepath.Base(out)+".mis-partial-")
+	tmp, err := durable.CreateOutput(out, m.DiskSize)
 	if err != nil {
 		return err
 	}
-	ok := false
-	defer func() {
-		if !ok {
-			tmp.Close()
-			os.Remove(tmp.Name())
-		}
-	}()
-	if err := tmp.Truncate(m.DiskSize); err != nil {
+	defer tmp.Abort()
+	if err := writeJobs(ctx, r, tmp.File, jobs, locs, m.DiskSize, opt); err != nil {
 		return err
 	}
-	if err := writeJobs(ctx, r, tmp, jobs, locs, m.DiskSize, opt); err != nil {
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp.Name(), out); err != nil {
-		return err
-	}
-	ok = true
-	return durable.SyncDir(filepath.Dir(out))
+	return tmp.Commit()
 }
 
 // mergeJobs folds jobs for the same chunk into one, so each chunk is read

@@ -43,3 +43,51 @@ func SyncDir(dir string) error {
 	defer d.Close()
 	return d.Sync()
 }
+
+// Output is a file being built beside its final name: readers never see a
+// partial file under that name, and an abandoned one is removed.
+type Output struct {
+	*os.File
+	name string
+	done bool
+}
+
+// CreateOutput creates a temporary file of size bytes (sparse) in name's
+// directory.
+func CreateOutput(name string, size int64) (*Output, error) {
+	f, err := os.CreateTemp(filepath.Dir(name), "."+filepath.Base(name)+".mis-partial-")
+	if err != nil {
+		return nil, err
+	}
+	o := &Output{File: f, name: name}
+	if err := f.Truncate(size); err != nil {
+		o.Abort()
+		return nil, err
+	}
+	return o, nil
+}
+
+// Commit syncs the file, renames it to its final name and syncs the
+// directory.
+func (o *Output) Commit() error {
+	if err := o.Sync(); err != nil {
+		return err
+	}
+	if err := o.Close(); err != nil {
+		return err
+	}
+	if err := os.Rename(o.File.Name(), o.name); err != nil {
+		return err
+	}
+	o.done = true
+	return SyncDir(filepath.Dir(o.name))
+}
+
+// Abort removes the file unless Commit renamed it; deferring it is safe.
+func (o *Output) Abort() {
+	if o.done {
+		return
+	}
+	o.Close()
+	os.Remove(o.File.Name())
+}

@@ -28,3 +28,35 @@ func TestWriteFileReplacesWholeAndLeavesNoTemp(t *testing.T) {
 		t.Fatal("writing into a missing directory succeeded")
 	}
 }
+
+func TestOutputAppearsOnlyOnCommit(t *testing.T) {
+	dir := t.TempDir()
+	name := filepath.Join(dir, "out.raw")
+	o, err := CreateOutput(name, 1<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := o.WriteAt([]byte("data"), 4096); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(name); !os.IsNotExist(err) {
+		t.Fatalf("output visible before Commit: %v", err)
+	}
+	if err := o.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	o.Abort() // deferred in callers: must not remove a committed file
+	if fi, err := os.Stat(name); err != nil || fi.Size() != 1<<20 {
+		t.Fatalf("committed output: %v, %v", fi, err)
+	}
+	// An abandoned output leaves nothing behind.
+	o2, err := CreateOutput(filepath.Join(dir, "other.raw"), 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	o2.Abort()
+	entries, _ := os.ReadDir(dir)
+	if len(entries) != 1 {
+		t.Fatalf("directory holds %d entries after an abort, want 1", len(entries))
+	}
+}

@@ -218,7 +218,7 @@ func TestCreateRefusesBadNames(t *testing.T) {
 	if list, _ := s.List(); len(list) != 1 {
 		t.Errorf("clones after refused creations: %d", len(list))
 	}
-	ids, _ := BaseVersions(filepath.Dir(s.dir))
+	ids, _ := BaseVersions(s.dir.Root())
 	if len(ids) != 1 || ids[0] != "v1" {
 		t.Errorf("BaseVersions: %v", ids)
 	}

@@ -69,7 +69,7 @@ func newEnv(t testing.TB, kind string) *env {
 		t.Fatal(err)
 	}
 	w.Close()
-	e.v, m, err = mountfs.LoadVersion(ctx, r, ref)
+	e.v, m, err = layer.Load(ctx, r, ref)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -185,7 +185,7 @@ func TestMountedCloneWritesReadBackAndBaseStays(t *testing.T) {
 		t.Fatalf("remounted clone differs from the model at byte %d", firstDiff(got, model))
 	}
 	// The base version still exports byte for byte as imported.
-	_, m, err := mountfs.LoadVersion(context.Background(), e.r, layer.Ref{Name: "img", Tag: "v1"})
+	_, m, err := layer.Load(context.Background(), e.r, layer.Ref{Name: "img", Tag: "v1"})
 	if err != nil {
 		t.Fatal(err)
 	}

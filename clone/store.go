@@ -15,6 +15,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"mis/internal/durable"
+	"mis/internal/repodir"
 )
 
 // FormatVersion is the version of clones.json and the delta files.
@@ -59,27 +60,28 @@ func ValidName(name string) error {
 
 // Store is the clones of one repository.
 type Store struct {
-	dir string // REPO/clones
+	dir repodir.Dir
 }
 
 // Open returns the clone store of the repository at repoDir. Nothing is
 // created until the first clone is.
-func Open(repoDir string) *Store { return &Store{dir: filepath.Join(repoDir, "clones")} }
+func Open(repoDir string) *Store { return &Store{dir: repodir.Dir(repoDir)} }
 
-func (s *Store) recordsPath() string { return filepath.Join(s.dir, "clones.json") }
-func (s *Store) deltaDir() string    { return filepath.Join(s.dir, "deltas") }
+func (s *Store) recordsPath() string { return s.dir.CloneRecords() }
+func (s *Store) deltaDir() string    { return s.dir.Deltas() }
 func (s *Store) deltaPath(id string) string {
 	return filepath.Join(s.deltaDir(), id+".delta")
 }
 func (s *Store) mapPath(id string) string { return filepath.Join(s.deltaDir(), id+".map") }
 
-// Locked runs fn holding the store's lock: no clone is created, frozen or
-// removed meanwhile. The lock waits for other holders (all hold it briefly).
+// Locked runs fn holding the repository's names lock: no clone is
+// created, frozen or removed meanwhile, and no other name is taken. The
+// lock waits for other holders (all hold it briefly).
 func (s *Store) Locked(fn func() error) error {
 	if err := os.MkdirAll(s.deltaDir(), 0o700); err != nil {
 		return err
 	}
-	f, err := os.OpenFile(filepath.Join(s.dir, "lock"), os.O_CREATE|os.O_RDWR, 0o600)
+	f, err := os.OpenFile(s.dir.NamesLock(), os.O_CREATE|os.O_RDWR, 0o600)
 	if err != nil {
 		return err
 	}

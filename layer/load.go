@@ -50,6 +50,33 @@ func (s writerStore) readChunks(ctx context.Context, ids []chunker.ID, fn func([
 	return nil
 }
 
+// Load resolves ref and reads its version's manifest: where every reader of
+// a version starts.
+func Load(ctx context.Context, r *repo.Repo, ref Ref) (*Version, *manifest.Manifest, error) {
+	return load(ctx, r, func(tx *repo.Tx) (*Version, error) { return Resolve(tx, ref) })
+}
+
+// LoadID is Load for a version named by its id (a clone's base).
+func LoadID(ctx context.Context, r *repo.Repo, id string) (*Version, *manifest.Manifest, error) {
+	return load(ctx, r, func(tx *repo.Tx) (*Version, error) { return Get(tx, id) })
+}
+
+func load(ctx context.Context, r *repo.Repo, find func(tx *repo.Tx) (*Version, error)) (*Version, *manifest.Manifest, error) {
+	var v *Version
+	if err := r.View(ctx, func(tx *repo.Tx) error {
+		var err error
+		v, err = find(tx)
+		return err
+	}); err != nil {
+		return nil, nil, err
+	}
+	m, err := LoadManifest(ctx, r, v)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%s:%s: %w", v.Name, v.Tag, err)
+	}
+	return v, m, nil
+}
+
 // LoadManifest reads a version's manifest, resolving its chain of layers.
 func LoadManifest(ctx context.Context, r *repo.Repo, v *Version) (*manifest.Manifest, error) {
 	return loadManifest(ctx, repoStore{r}, v)

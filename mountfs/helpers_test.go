@@ -55,7 +55,7 @@ func serveForTest(spec string) {
 	}
 	ref, _ := layer.ParseRef(parts[1])
 	ctx := context.Background()
-	_, m, err := mountfs.LoadVersion(ctx, r, ref)
+	_, m, err := layer.Load(ctx, r, ref)
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -148,7 +148,7 @@ func mountVersion(t testing.TB, r *repo.Repo, ref string, opt mountfs.Options) *
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, m, err := mountfs.LoadVersion(ctx, r, lr)
+	_, m, err := layer.Load(ctx, r, lr)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -12,7 +12,6 @@ import (
 	"github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
 
-	"mis/layer"
 	"mis/manifest"
 	"mis/repo"
 )
@@ -50,20 +49,6 @@ type FS struct {
 	chunks *chunkStore
 	disk   *View
 	trees  []*fsTree
-}
-
-// LoadVersion resolves NAME:TAG and reads its manifest.
-func LoadVersion(ctx context.Context, r *repo.Repo, ref layer.Ref) (*layer.Version, *manifest.Manifest, error) {
-	var v *layer.Version
-	if err := r.View(ctx, func(tx *repo.Tx) error {
-		var err error
-		v, err = layer.Resolve(tx, ref)
-		return err
-	}); err != nil {
-		return nil, nil, err
-	}
-	m, err := layer.LoadManifest(ctx, r, v)
-	return v, m, err
 }
 
 // New checks m, looks up the location of every chunk it uses in one short

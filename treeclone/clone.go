@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"mis/internal/durable"
+	"mis/internal/repodir"
 )
 
 // FormatVersion is the version of clone.json. Get refuses other versions.
@@ -33,8 +34,6 @@ type Dirs struct {
 	Lock  string // flock held while mounted or committing
 }
 
-const clonesDir = "treeclones"
-
 var nameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{0,63}$`)
 
 // ErrNotFound is returned for a clone name that does not exist.
@@ -53,7 +52,7 @@ func CheckName(name string) error {
 
 // Paths returns the directories of clone name in the repository at repoDir.
 func Paths(repoDir, name string) Dirs {
-	root := filepath.Join(repoDir, clonesDir, name)
+	root := repodir.Dir(repoDir).TreeClone(name)
 	return Dirs{
 		Root:  root,
 		Upper: filepath.Join(root, "upper"),
@@ -77,7 +76,7 @@ func Create(repoDir, name, baseVersionID string) error {
 	if baseVersionID == "" {
 		return errors.New("tree clone: empty base version id")
 	}
-	parent := filepath.Join(repoDir, clonesDir)
+	parent := repodir.Dir(repoDir).TreeClones()
 	if err := os.MkdirAll(parent, 0o700); err != nil {
 		return err
 	}
@@ -133,7 +132,7 @@ func Get(repoDir, name string) (*Clone, error) {
 
 // List returns every clone of the repository, sorted by name.
 func List(repoDir string) ([]*Clone, error) {
-	ents, err := os.ReadDir(filepath.Join(repoDir, clonesDir))
+	ents, err := os.ReadDir(repodir.Dir(repoDir).TreeClones())
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, nil
 	}

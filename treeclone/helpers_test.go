@@ -83,7 +83,7 @@ func loadManifest(t testing.TB, r *repo.Repo, ref string) (*layer.Version, *mani
 	if err != nil {
 		t.Fatal(err)
 	}
-	v, m, err := mountfs.LoadVersion(context.Background(), r, lr)
+	v, m, err := layer.Load(context.Background(), r, lr)
 	if err != nil {
 		t.Fatal(err)
 	}

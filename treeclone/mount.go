@@ -146,16 +146,11 @@ func Mount(ctx context.Context, r *repo.Repo, name, dir string, opt MountOptions
 }
 
 func loadBase(ctx context.Context, r *repo.Repo, c *Clone) (*layer.Version, *manifest.Manifest, error) {
-	var v *layer.Version
-	if err := r.View(ctx, func(tx *repo.Tx) error {
-		var err error
-		v, err = layer.Get(tx, c.Base)
-		return err
-	}); err != nil {
+	v, m, err := layer.LoadID(ctx, r, c.Base)
+	if err != nil {
 		return nil, nil, fmt.Errorf("tree clone %s: base: %w", c.Name, err)
 	}
-	m, err := layer.LoadManifest(ctx, r, v)
-	return v, m, err
+	return v, m, nil
 }
 
 // mountShell covers dir with a tiny tmpfs holding one directory per

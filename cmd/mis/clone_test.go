@@ -300,3 +300,39 @@ func TestCLICloneRefusalsAndClonesOfClones(t *testing.T) {
 		t.Error("still mounted")
 	}
 }
+
+// TestCLICommitWaitsForWriter: mis commit is a writer like import and gc,
+// so --wait makes it wait for the writer lock instead of failing; and a
+// commit to a taken name fails before it reads the clone.
+func TestCLICommitWaitsForWriter(t *testing.T) {
+	repo, img := cloneRepo(t)
+	mustMis(t, repo, "clone", "img:v1", "vm1")
+	mustMis(t, repo, "clone", "--tree", "img:v1", "t1")
+	for _, c := range []string{"vm1", "t1"} {
+		if _, errOut, code := mis(t, repo, "commit", c, "img:v1"); code == 0 || !strings.Contains(errOut, "img:v1 already exists") {
+			t.Errorf("commit %s to a taken name: exit %d: %s", c, code, errOut)
+		}
+	}
+
+	holder := startMis(t, "--repo", repo, "import", img, "other:v1")
+	waitForLockHolder(t, repo, holder.cmd.Process.Pid)
+	if err := holder.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	commit := startMis(t, "--repo", repo, "--wait", "2m", "commit", "vm1", "img:c1")
+	deadline := time.Now().Add(30 * time.Second)
+	for !strings.Contains(commit.stderr.String(), "waiting up to") {
+		if time.Now().After(deadline) {
+			holder.cmd.Process.Signal(syscall.SIGCONT)
+			t.Fatalf("commit never waited for the writer lock; stderr: %s", commit.stderr.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	holder.cmd.Process.Signal(syscall.SIGCONT)
+	for _, p := range []*misProc{holder, commit} {
+		if err := p.cmd.Wait(); err != nil {
+			t.Fatalf("mis %v: %v\n%s", p.cmd.Args[1:], err, p.stderr.String())
+		}
+	}
+	mustMis(t, repo, "info", "img:c1")
+}

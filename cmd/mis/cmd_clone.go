@@ -2,85 +2,31 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log"
 	"os"
-	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
 
-	"mis/chunker"
+	"mis/catalog"
 	"mis/clone"
 	"mis/image"
 	"mis/layer"
 	"mis/mountfs"
-	"mis/repo"
-	"mis/treeclone"
 )
 
-// Clone commands: clone, clones, commit; and the clone side of mount, rm
-// and gc. The lead registers newCloneCmd, newClonesCmd and newCommitCmd.
+// Clone commands: clone, clones, commit, and serving a disk clone. The
+// rules (names, what holds a version) are the catalog's.
 
-func cloneStore() (*clone.Store, error) {
-	if _, err := os.Stat(g.repoDir); os.IsNotExist(err) {
-		return nil, fmt.Errorf("no repository at %s: create one with `mis init` or pick one with --repo/MIS_REPO", g.repoDir)
-	}
-	return clone.Open(g.repoDir), nil
-}
-
-// isCloneName says whether arg names an existing clone (a NAME:TAG never
-// does: clone names have no colon).
-func isCloneName(arg string) bool {
-	if strings.ContainsAny(arg, ":/") || clone.ValidName(arg) != nil {
-		return false
-	}
-	st, err := cloneStore()
-	return err == nil && st.Exists(arg)
-}
-
-// mountedError turns clone.ErrMounted into advice naming the mount point.
-func mountedError(name string, err error) error {
-	if !errors.Is(err, clone.ErrMounted) {
-		return err
-	}
-	if mi, ok, _ := mountfs.FindMountBySource("mis:" + name); ok {
-		return fmt.Errorf("clone %s is mounted at %s: unmount it first (mis umount %s)", name, mi.Dir, mi.Dir)
-	}
-	return fmt.Errorf("clone %s is in use by a mis mount or commit (its delta is locked): unmount it first with mis umount DIR", name)
-}
-
-// settleUnmounted waits (up to 10 s) for the server of a clone that was
-// just unmounted to finish writing back and release the clone: mis umount
-// returns when the kernel lets go, a moment before the server has closed
-// its delta. A clone still in the mount table is not waited for.
-func settleUnmounted(name string) {
-	st, err := cloneStore()
+// cloneKind says whether arg names an existing disk or tree clone.
+func cloneKind(arg string) catalog.Kind {
+	cat, err := openCatalog()
 	if err != nil {
-		return
+		return catalog.KindNone
 	}
-	c, err := st.Get(name)
-	if err != nil {
-		return
-	}
-	if _, ok, _ := mountfs.FindMountBySource("mis:" + name); ok {
-		return
-	}
-	for deadline := time.Now().Add(10 * time.Second); st.InUse(c) && time.Now().Before(deadline); {
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
-// imageNames returns the names that have at least one tag.
-func imageNames(tx *repo.Tx) (map[string]bool, error) {
-	tags, err := layer.List(tx)
-	names := map[string]bool{}
-	for _, t := range tags {
-		names[t.Ref.Name] = true
-	}
-	return names, err
+	return cat.CloneKind(arg)
 }
 
 func newCloneCmd() *cobra.Command {
@@ -122,53 +68,23 @@ of an image. While clones use a version, mis rm refuses to remove it.`,
 }
 
 func runClone(ctx context.Context, src string, names []string) error {
-	st, err := cloneStore()
-	if err != nil {
-		return err
-	}
-	r, err := openRepo()
+	cat, err := openCatalog()
 	if err != nil {
 		return err
 	}
 	start := time.Now()
 	var made []clone.Clone
-	if isCloneName(src) {
-		settleUnmounted(src)
-		made, err = st.CreateFromClone(src, names, clone.CreateOptions{Check: func(names []string) error {
-			return r.View(ctx, func(tx *repo.Tx) error { return checkNotImages(tx, names) })
-		}})
-		if err != nil {
-			return mountedError(src, err)
-		}
+	if cat.CloneKind(src) == catalog.KindDiskClone {
+		made, err = cat.CloneClone(ctx, src, names)
 	} else {
-		ref, err := layer.ParseRef(src)
-		if err != nil {
-			return fmt.Errorf("%s is neither a clone nor a version: %w", src, err)
+		ref, perr := layer.ParseRef(src)
+		if perr != nil {
+			return fmt.Errorf("%s is neither a clone nor a version: %w", src, perr)
 		}
-		var v *layer.Version
-		if err := r.View(ctx, func(tx *repo.Tx) error {
-			v, err = layer.Resolve(tx, ref)
-			return err
-		}); err != nil {
-			return err
-		}
-		if v.TreeEdited {
-			return fmt.Errorf("%s was edited as a file tree and has no disk image to clone: clone it with --tree, or export it with --fresh and import that", ref)
-		}
-		base := clone.Base{VersionID: v.ID, Ref: ref.String(), DiskSize: v.DiskSize}
-		made, err = st.Create(base, names, clone.CreateOptions{Check: func(names []string) error {
-			// Under the clone lock, which mis rm also holds: the base
-			// cannot disappear between this check and the records.
-			return r.View(ctx, func(tx *repo.Tx) error {
-				if _, err := layer.Get(tx, v.ID); err != nil {
-					return fmt.Errorf("%s was removed meanwhile: %w", ref, err)
-				}
-				return checkNotImages(tx, names)
-			})
-		}})
-		if err != nil {
-			return err
-		}
+		made, err = cat.CloneVersion(ctx, ref, names)
+	}
+	if err != nil {
+		return err
 	}
 	elapsed := time.Since(start)
 	if g.json {
@@ -182,31 +98,6 @@ func runClone(ctx context.Context, src string, names []string) error {
 	return nil
 }
 
-func checkNotImages(tx *repo.Tx, names []string) error {
-	images, err := imageNames(tx)
-	if err != nil {
-		return err
-	}
-	for _, n := range names {
-		if isTreeClone(n) {
-			return fmt.Errorf("%s is already a tree clone", n)
-		}
-		if images[n] {
-			return fmt.Errorf("%s is the name of an image: a clone needs a name of its own", n)
-		}
-	}
-	return nil
-}
-
-type cloneRow struct {
-	Kind string `json:"kind"` // "disk" (writable disk.raw) or "tree" (writable pN trees)
-	clone.Clone
-	BaseNow   string      `json:"base_now"` // NAME:TAG(s) naming the base version today
-	Usage     clone.Usage `json:"usage"`
-	Mounted   bool        `json:"mounted"`
-	MountedAt string      `json:"mounted_at,omitempty"`
-}
-
 func newClonesCmd() *cobra.Command {
 	return &cobra.Command{
 		Use:   "clones",
@@ -216,50 +107,14 @@ func newClonesCmd() *cobra.Command {
 that it was made from, and whether it is mounted.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			st, err := cloneStore()
+			cat, err := openCatalog()
 			if err != nil {
 				return err
 			}
-			list, err := st.List()
+			rows, err := cat.ListClones(cmd.Context())
 			if err != nil {
 				return err
 			}
-			trees, err := treeclone.List(g.repoDir)
-			if err != nil {
-				return err
-			}
-			bases := map[string][]string{}
-			if len(list)+len(trees) > 0 {
-				r, err := openRepo()
-				if err != nil {
-					return err
-				}
-				if err := r.View(cmd.Context(), func(tx *repo.Tx) error {
-					tags, err := layer.List(tx)
-					for _, t := range tags {
-						bases[t.Version.ID] = append(bases[t.Version.ID], t.Ref.String())
-					}
-					return err
-				}); err != nil {
-					return err
-				}
-			}
-			rows := []cloneRow{}
-			for i := range list {
-				c := &list[i]
-				row := cloneRow{Kind: "disk", Clone: *c, BaseNow: strings.Join(bases[c.Base], ","), Usage: st.Usage(c), Mounted: st.InUse(c)}
-				if row.Mounted {
-					if mi, ok, _ := mountfs.FindMountBySource("mis:" + c.Name); ok {
-						row.MountedAt = mi.Dir
-					}
-				}
-				rows = append(rows, row)
-			}
-			treeRows, err := treeCloneRows(bases)
-			if err != nil {
-				return err
-			}
-			rows = append(rows, treeRows...)
 			if g.json {
 				return printJSON(rows)
 			}
@@ -285,51 +140,17 @@ that it was made from, and whether it is mounted.`,
 	}
 }
 
-// loadCloneBase reads the record of clone name and its base version's
-// manifest, and prepares the base's disk view.
-func loadCloneBase(ctx context.Context, r *repo.Repo, name string, opt mountfs.Options) (*clone.Clone, *layer.Version, *mountfs.FS, error) {
-	st, err := cloneStore()
-	if err != nil {
-		return nil, nil, nil, err
-	}
-	c, err := st.Get(name)
-	if err != nil {
-		return nil, nil, nil, err
-	}
-	var v *layer.Version
-	if err := r.View(ctx, func(tx *repo.Tx) error {
-		v, err = layer.Get(tx, c.Base)
-		return err
-	}); err != nil {
-		return nil, nil, nil, fmt.Errorf("clone %s: base %s: %w", name, c.BaseRef, err)
-	}
-	m, err := layer.LoadManifest(ctx, r, v)
-	if err != nil {
-		return nil, nil, nil, err
-	}
-	if m.DiskSize != c.DiskSize {
-		return nil, nil, nil, fmt.Errorf("clone %s: base %s has %d bytes, the clone %d", name, c.BaseRef, m.DiskSize, c.DiskSize)
-	}
-	fsys, err := mountfs.New(ctx, r, m, opt)
-	if err != nil {
-		return nil, nil, nil, err
-	}
-	return c, v, fsys, nil
-}
-
 // serveClone is mis mount CLONE DIR after the checks runMount shares.
-func serveClone(ctx context.Context, r *repo.Repo, name, dir string, fl mountFlags, cacheSize, readahead int64) error {
+func serveClone(ctx context.Context, cat *catalog.Catalog, name, dir string, fl mountFlags, cacheSize, readahead int64) error {
 	logger := log.New(os.Stderr, "mis mount: ", log.LstdFlags)
-	c, _, fsys, err := loadCloneBase(ctx, r, name, mountfs.Options{CacheSize: cacheSize, Readahead: readahead, Logger: logger})
+	dc, err := cat.LoadDiskClone(ctx, name, mountfs.Options{CacheSize: cacheSize, Readahead: readahead, Logger: logger})
 	if err != nil {
 		return err
 	}
-	defer fsys.Close()
-	st, _ := cloneStore()
-	settleUnmounted(name)
-	d, err := st.OpenDisk(name, fsys.Disk(), clone.DiskOptions{Logger: logger})
+	defer dc.Base.Close()
+	d, err := cat.OpenDisk(dc, clone.DiskOptions{Logger: logger})
 	if err != nil {
-		return mountedError(name, err)
+		return err
 	}
 	defer func() {
 		if err := d.Close(); err != nil {
@@ -337,16 +158,17 @@ func serveClone(ctx context.Context, r *repo.Repo, name, dir string, fl mountFla
 		}
 	}()
 	limitMemory(cacheSize)
-	srv, err := fsys.MountWritable(dir, d, mountfs.MountOptions{FsName: "mis:" + name, AllowOther: fl.allowOther, Debug: fl.debug})
+	srv, err := dc.Base.MountWritable(dir, d, mountfs.MountOptions{FsName: "mis:" + name, AllowOther: fl.allowOther, Debug: fl.debug})
 	if err != nil {
 		return err
 	}
+	base := dc.Record.BaseRef
 	if ready := readyPipe(); ready != nil {
 		fmt.Fprintf(ready, "ready %d\n", os.Getpid())
 		ready.Close()
-		logger.Printf("serving clone %s (base %s) writable at %s (pid %d)", name, c.BaseRef, dir, os.Getpid())
+		logger.Printf("serving clone %s (base %s) writable at %s (pid %d)", name, base, dir, os.Getpid())
 	} else if !g.quiet {
-		fmt.Fprintf(os.Stderr, "mounted clone %s (base %s) writable at %s; Ctrl-C or mis umount %s to stop\n", name, c.BaseRef, dir, dir)
+		fmt.Fprintf(os.Stderr, "mounted clone %s (base %s) writable at %s; Ctrl-C or mis umount %s to stop\n", name, base, dir, dir)
 	}
 	waitServed(srv, dir, logger)
 	s := d.Stats()
@@ -376,65 +198,40 @@ func runCommit(ctx context.Context, name, refArg string) error {
 	if err != nil {
 		return err
 	}
-	if isAnyClone(ref.Name) {
-		return fmt.Errorf("%s is the name of a clone: a version needs an image name of its own", ref.Name)
-	}
-	if isTreeClone(name) {
-		return commitTreeClone(ctx, name, ref)
-	}
-	r, err := openRepo()
+	cat, err := openCatalog()
 	if err != nil {
 		return err
 	}
 	start := time.Now()
-	c, base, fsys, err := loadCloneBase(ctx, r, name, mountfs.Options{Readahead: -1})
-	if err != nil {
-		return err
-	}
-	defer fsys.Close()
-	st, _ := cloneStore()
-	settleUnmounted(name)
-	d, err := st.OpenDisk(name, fsys.Disk(), clone.DiskOptions{ReadOnly: true})
-	if err != nil {
-		return mountedError(name, err)
-	}
-	defer d.Close()
-	w, err := r.OpenWriter(ctx, "mis commit "+name+" "+ref.String())
+	w, err := openWriter(ctx, cat.Repo(), "mis commit "+name+" "+ref.String())
 	if err != nil {
 		return err
 	}
 	defer w.Close()
-	if err := w.View(ctx, func(tx *repo.Tx) error {
-		if _, err := layer.Resolve(tx, ref); err == nil {
-			return fmt.Errorf("%s already exists: choose another tag or remove it first", ref)
-		}
-		return nil
-	}); err != nil {
-		return err
-	}
-	baseManifest, err := layer.LoadManifest(ctx, r, base)
-	if err != nil {
-		return err
-	}
 	prog := newProgress("commit " + name)
 	var warnings []string
-	m, ist, err := importClone(ctx, w, r, d, baseManifest, name, image.ImportOptions{
-		Parent:   baseManifest,
+	res, err := cat.Commit(ctx, w, name, ref, image.ImportOptions{
 		Progress: prog.update,
 		Warn:     func(msg string) { warnings = append(warnings, msg) },
 	})
 	prog.finish()
 	if err != nil {
-		return fmt.Errorf("commit %s: %w", name, err)
-	}
-	v := &layer.Version{Source: "clone " + name, Parent: base.ID}
-	if err := layer.SaveWithOptions(ctx, w, ref, v, m, layer.SaveOptions{ParentManifest: baseManifest}); err != nil {
 		return err
 	}
 	elapsed := time.Since(start)
-	changed := d.ChangedBlocks() * clone.BlockSize
+	v, ist := res.Version, res.Stats
+	if res.Kind == catalog.KindTreeClone {
+		st := res.Tree
+		if g.json {
+			return printJSON(map[string]any{"version": v, "tree_clone": name, "stats": st, "seconds": elapsed.Seconds()})
+		}
+		fmt.Printf("committed tree clone %s as %s (parent %s:%s): %d added, %d replaced, %d deleted; read %s of edits, added %s (%s stored) in %s; export it with mis export --fresh\n",
+			name, ref, res.Parent.Name, res.Parent.Tag, st.Added, st.Replaced, st.Deleted, humanBytes(st.BytesRead),
+			humanBytes(v.AddedRaw), humanBytes(v.AddedStored), humanDuration(elapsed))
+		return nil
+	}
 	if g.json {
-		return printJSON(map[string]any{"version": v, "clone": c.Name, "base": c.BaseRef, "changed_bytes": changed,
+		return printJSON(map[string]any{"version": v, "clone": name, "base": res.Record.BaseRef, "changed_bytes": res.ChangedBytes,
 			"seconds": elapsed.Seconds(), "warnings": warnings, "reused_files": ist.ReusedFiles, "reused_bytes": ist.ReusedBytes,
 			"read_files": ist.ReadFiles, "read_bytes": ist.ReadBytes,
 			"residual_reused_bytes": ist.ResidualReusedBytes, "residual_read_bytes": ist.ResidualReadBytes})
@@ -443,94 +240,8 @@ func runCommit(ctx context.Context, name, refArg string) error {
 		fmt.Fprintln(os.Stderr, "note:", msg)
 	}
 	fmt.Printf("committed clone %s as %s (parent %s): %s changed; files: %d (%s) reused, %d (%s) read; other data: %s reused, %s read; added %s (%s stored) in %s\n",
-		name, ref, c.BaseRef, humanBytes(changed), ist.ReusedFiles, humanBytes(ist.ReusedBytes), ist.ReadFiles, humanBytes(ist.ReadBytes),
+		name, ref, res.Record.BaseRef, humanBytes(res.ChangedBytes), ist.ReusedFiles, humanBytes(ist.ReusedBytes), ist.ReadFiles, humanBytes(ist.ReadBytes),
 		humanBytes(ist.ResidualReusedBytes), humanBytes(ist.ResidualReadBytes),
 		humanBytes(v.AddedRaw), humanBytes(v.AddedStored), humanDuration(elapsed))
 	return nil
-}
-
-// refuseCloneBase is mis rm's check, run with the clone lock held: a
-// version that clones use may lose a tag but not its record.
-func refuseCloneBase(ctx context.Context, w *repo.Writer, st *clone.Store, ref layer.Ref) error {
-	return w.View(ctx, func(tx *repo.Tx) error {
-		v, err := layer.Resolve(tx, ref)
-		if err != nil {
-			return err
-		}
-		users, err := st.UsersOf(v.ID)
-		if err != nil {
-			return err
-		}
-		trees, err := treeCloneUsers(v.ID)
-		if err != nil {
-			return err
-		}
-		users = append(users, trees...)
-		if len(users) == 0 {
-			return nil
-		}
-		tags, err := layer.List(tx)
-		if err != nil {
-			return err
-		}
-		for _, t := range tags {
-			if t.Version.ID == v.ID && t.Ref != ref {
-				return nil // another tag keeps the version
-			}
-		}
-		shown := users
-		if len(shown) > 10 {
-			shown = append(shown[:10:10], fmt.Sprintf("and %d more", len(users)-10))
-		}
-		return fmt.Errorf("%s is the base of %d clone(s): %s; remove them first (mis rm CLONE)", ref, len(users), strings.Join(shown, ", "))
-	})
-}
-
-// removeClone is mis rm CLONE.
-func removeClone(name string) error {
-	st, err := cloneStore()
-	if err != nil {
-		return err
-	}
-	settleUnmounted(name)
-	if err := st.Remove(name); err != nil {
-		return mountedError(name, err)
-	}
-	if g.json {
-		return printJSON(map[string]any{"clone": name, "removed": true})
-	}
-	fmt.Printf("removed clone %s and its delta\n", name)
-	return nil
-}
-
-// cloneBasesLive wraps gc's live set: every clone's base version must
-// still exist (its chunks are then among the versions' chunks), or gc
-// refuses rather than free what a clone reads.
-func cloneBasesLive(ctx context.Context, r *repo.Repo, live func(yield func(chunker.ID) error) error) func(yield func(chunker.ID) error) error {
-	return func(yield func(chunker.ID) error) error {
-		ids, err := clone.BaseVersions(r.Dir())
-		if err != nil {
-			return err
-		}
-		trees, err := treeclone.List(r.Dir())
-		if err != nil {
-			return err
-		}
-		for _, c := range trees {
-			ids = append(ids, c.Base)
-		}
-		if len(ids) > 0 {
-			if err := r.View(ctx, func(tx *repo.Tx) error {
-				for _, id := range ids {
-					if _, err := layer.Get(tx, id); err != nil {
-						return fmt.Errorf("refusing to collect garbage: a clone's base version is missing: %w", err)
-					}
-				}
-				return nil
-			}); err != nil {
-				return err
-			}
-		}
-		return live(yield)
-	}
 }

@@ -9,6 +9,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"mis/catalog"
 	"mis/layer"
 	"mis/repo"
 )
@@ -69,37 +70,23 @@ removing another tag of it is fine. mis rm CLONE removes a clone and its
 delta (not while it is mounted).`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if isTreeClone(args[0]) {
-				return removeTreeClone(args[0])
+			cat, err := openCatalog()
+			if err != nil {
+				return err
 			}
-			if isCloneName(args[0]) {
-				return removeClone(args[0])
+			if kind := cat.CloneKind(args[0]); kind != catalog.KindNone {
+				return removeClone(cat, args[0])
 			}
 			ref, err := layer.ParseRef(args[0])
 			if err != nil {
 				return err
 			}
-			r, err := openRepo()
-			if err != nil {
-				return err
-			}
-			w, err := openWriter(cmd.Context(), r, "mis rm "+args[0])
+			w, err := openWriter(cmd.Context(), cat.Repo(), "mis rm "+args[0])
 			if err != nil {
 				return err
 			}
 			defer w.Close()
-			st, err := cloneStore()
-			if err != nil {
-				return err
-			}
-			var res *layer.Removed
-			err = st.Locked(func() error { // no clone of it is made meanwhile
-				if err := refuseCloneBase(cmd.Context(), w, st, ref); err != nil {
-					return err
-				}
-				res, err = layer.Remove(cmd.Context(), w, ref)
-				return err
-			})
+			res, err := cat.RemoveVersion(cmd.Context(), w, ref)
 			if err != nil {
 				return err
 			}
@@ -189,11 +176,11 @@ JSON output: "path" is the raw path bytes in base64, "display" the text form.`,
 			if err != nil {
 				return err
 			}
-			_, ma, err := loadVersion(cmd, r, ra)
+			_, ma, err := layer.Load(cmd.Context(), r, ra)
 			if err != nil {
 				return err
 			}
-			_, mb, err := loadVersion(cmd, r, rb)
+			_, mb, err := layer.Load(cmd.Context(), r, rb)
 			if err != nil {
 				return err
 			}
@@ -231,18 +218,18 @@ old packs. gc is a writer: it fails while an import or another writer runs.
 Exports and mounts running meanwhile follow chunks to their new packs.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			r, err := openRepo()
+			cat, err := openCatalog()
 			if err != nil {
 				return err
 			}
 			ctx := cmd.Context()
-			w, err := openWriter(ctx, r, "mis gc")
+			w, err := openWriter(ctx, cat.Repo(), "mis gc")
 			if err != nil {
 				return err
 			}
 			defer w.Close()
 			start := time.Now()
-			rep, err := w.GC(ctx, cloneBasesLive(ctx, r, layer.LiveChunks(ctx, r)), repo.GCOptions{DryRun: dryRun})
+			rep, err := cat.GC(ctx, w, repo.GCOptions{DryRun: dryRun})
 			if err != nil {
 				return err
 			}
@@ -266,4 +253,24 @@ Exports and mounts running meanwhile follow chunks to their new packs.`,
 	}
 	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "report what gc would do without changing anything")
 	return cmd
+}
+
+// removeClone is mis rm CLONE.
+func removeClone(cat *catalog.Catalog, name string) error {
+	kind, err := cat.RemoveClone(name)
+	if err != nil {
+		return err
+	}
+	if g.json {
+		if kind == catalog.KindTreeClone {
+			return printJSON(map[string]any{"tree_clone": name, "removed": true})
+		}
+		return printJSON(map[string]any{"clone": name, "removed": true})
+	}
+	if kind == catalog.KindTreeClone {
+		fmt.Printf("removed tree clone %s and its edits\n", name)
+	} else {
+		fmt.Printf("removed clone %s and its delta\n", name)
+	}
+	return nil
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"mis/catalog"
 	"mis/fresh"
 	"mis/image"
 	"mis/layer"
@@ -56,56 +57,21 @@ run e2fsck, before importing.`,
 			if err != nil {
 				return err
 			}
-			if isAnyClone(ref.Name) {
-				return fmt.Errorf("%s is the name of a clone: an image needs a name of its own", ref.Name)
-			}
-			r, err := openRepo()
+			cat, err := openCatalog()
 			if err != nil {
 				return err
 			}
 			ctx := cmd.Context()
 			start := time.Now()
-			w, err := openWriter(ctx, r, "mis import "+src+" "+ref.String())
+			w, err := openWriter(ctx, cat.Repo(), "mis import "+src+" "+ref.String())
 			if err != nil {
 				return err
 			}
 			defer w.Close()
-			// Refuse a taken name before reading gigabytes, and find the parent.
-			var parent *layer.Version
-			if err := w.View(ctx, func(tx *repo.Tx) error {
-				if _, err := layer.Resolve(tx, ref); err == nil {
-					return fmt.Errorf("%s already exists: choose another tag or remove it first", ref)
-				}
-				var err error
-				switch {
-				case noParent:
-				case parentRef != "":
-					pr, perr := layer.ParseRef(parentRef)
-					if perr != nil {
-						return perr
-					}
-					parent, err = layer.Resolve(tx, pr)
-				default:
-					parent, err = layer.Latest(tx, ref.Name)
-					if errors.Is(err, layer.ErrNotFound) {
-						err = nil
-					}
-				}
-				return err
-			}); err != nil {
-				return err
-			}
-			var parentManifest *manifest.Manifest
-			if parent != nil {
-				if parentManifest, err = layer.LoadManifest(ctx, r, parent); err != nil {
-					return fmt.Errorf("parent %s:%s: %w", parent.Name, parent.Tag, err)
-				}
-			}
 			prog := newProgress("import " + ref.String())
 			var warnings []string
-			m, ist, err := image.ImportWithStats(ctx, w, r.Config().Chunker, src, image.ImportOptions{
+			res, err := cat.Import(ctx, w, src, ref, catalog.Parent{None: noParent, Ref: parentRef}, image.ImportOptions{
 				DiscardFree: discardFree,
-				Parent:      parentManifest,
 				Rehash:      rehash,
 				Progress:    prog.update,
 				Warn:        func(msg string) { warnings = append(warnings, msg) },
@@ -114,13 +80,7 @@ run e2fsck, before importing.`,
 			if err != nil {
 				return err
 			}
-			v := &layer.Version{Source: src}
-			if parent != nil {
-				v.Parent = parent.ID
-			}
-			if err := layer.SaveWithOptions(ctx, w, ref, v, m, layer.SaveOptions{ParentManifest: parentManifest}); err != nil {
-				return err
-			}
+			v, m, parent, ist := res.Version, res.Manifest, res.Parent, res.Stats
 			elapsed := time.Since(start)
 			if g.json {
 				return printJSON(map[string]any{"version": v, "seconds": elapsed.Seconds(), "warnings": warnings, "reused_files": ist.ReusedFiles,
@@ -196,7 +156,7 @@ needs mke2fs, debugfs, sfdisk, mkfs.vfat and mcopy, and FUSE.`,
 			}
 			ctx := cmd.Context()
 			start := time.Now()
-			v, m, err := loadVersion(cmd, r, ref)
+			v, m, err := layer.Load(cmd.Context(), r, ref)
 			if err != nil {
 				return err
 			}
@@ -237,19 +197,6 @@ needs mke2fs, debugfs, sfdisk, mkfs.vfat and mcopy, and FUSE.`,
 	cmd.Flags().BoolVar(&freshBuild, "fresh", false, "build a new image (new filesystems, same files) instead of an exact copy")
 	cmd.Flags().StringVar(&sizeFlag, "size", "", "with --fresh: the new disk size (e.g. 20G); the last partition grows")
 	return cmd
-}
-
-func loadVersion(cmd *cobra.Command, r *repo.Repo, ref layer.Ref) (*layer.Version, *manifest.Manifest, error) {
-	var v *layer.Version
-	if err := r.View(cmd.Context(), func(tx *repo.Tx) error {
-		var err error
-		v, err = layer.Resolve(tx, ref)
-		return err
-	}); err != nil {
-		return nil, nil, err
-	}
-	m, err := layer.LoadManifest(cmd.Context(), r, v)
-	return v, m, err
 }
 
 func newLsCmd() *cobra.Command {
@@ -325,7 +272,7 @@ func newInfoCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			v, m, err := loadVersion(cmd, r, ref)
+			v, m, err := layer.Load(cmd.Context(), r, ref)
 			if err != nil {
 				return err
 			}

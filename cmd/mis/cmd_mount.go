@@ -22,6 +22,7 @@ import (
 	"github.com/hanwen/go-fuse/v2/fuse"
 	"github.com/spf13/cobra"
 
+	"mis/catalog"
 	"mis/layer"
 	"mis/mountfs"
 	"mis/treeclone"
@@ -132,8 +133,8 @@ at once and goes away when the last user leaves.`,
 
 func runMount(cmd *cobra.Command, refArg, dir string, fl mountFlags) error {
 	// A clone's name wins over NAME:latest (the two never share a name).
-	isTree := isTreeClone(refArg)
-	isClone := isTree || isCloneName(refArg)
+	kind := cloneKind(refArg)
+	isClone := kind != catalog.KindNone
 	var ref layer.Ref
 	var err error
 	if !isClone {
@@ -171,18 +172,19 @@ func runMount(cmd *cobra.Command, refArg, dir string, fl mountFlags) error {
 		return startMountDaemon(ref.String(), absDir, fl)
 	}
 
-	r, err := openRepo()
+	cat, err := openCatalog()
 	if err != nil {
 		return err
 	}
+	r := cat.Repo()
 	ctx := cmd.Context()
-	if isTree {
+	switch kind {
+	case catalog.KindTreeClone:
 		return serveTreeClone(ctx, r, refArg, absDir, fl, cacheSize, readahead)
+	case catalog.KindDiskClone:
+		return serveClone(ctx, cat, refArg, absDir, fl, cacheSize, readahead)
 	}
-	if isClone {
-		return serveClone(ctx, r, refArg, absDir, fl, cacheSize, readahead)
-	}
-	v, m, err := mountfs.LoadVersion(ctx, r, ref)
+	v, m, err := layer.Load(ctx, r, ref)
 	if err != nil {
 		return err
 	}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"mis/catalog"
 	"mis/repo"
 )
 
@@ -80,6 +81,14 @@ func openRepo() (*repo.Repo, error) {
 		return nil, fmt.Errorf("no repository at %s: create one with `mis init` or pick one with --repo/MIS_REPO", g.repoDir)
 	}
 	return repo.Open(g.repoDir)
+}
+
+func openCatalog() (*catalog.Catalog, error) {
+	r, err := openRepo()
+	if err != nil {
+		return nil, err
+	}
+	return catalog.Open(r), nil
 }
 
 // openWriter takes the repository's writer lock, waiting up to --wait for

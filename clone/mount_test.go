@@ -202,7 +202,7 @@ func TestMountedCloneWritesReadBackAndBaseStays(t *testing.T) {
 	}
 }
 
-// TestThousandClonesTwentyMounted is issue 5's scale goal: 1,000 clones
+// TestThousandClonesTwentyMounted is the clones' scale goal: 1,000 clones
 // of one base made in one call, and 20 of them mounted at once with
 // independent writes.
 func TestThousandClonesTwentyMounted(t *testing.T) {

@@ -203,6 +203,28 @@ func (m *Manifest) ForEachRef(fn func(Ref) error) error {
 }
 
 // FileCount is the number of inodes recorded across all filesystems.
+// ResidualBytes splits the residual into bytes stored as data and zero
+// runs, which cost nothing.
+func (m *Manifest) ResidualBytes() (data, zero int64) {
+	for _, run := range m.Residual {
+		if run.Zero {
+			zero += run.Len
+		} else {
+			data += run.Len
+		}
+	}
+	return data, zero
+}
+
+// ContentBytes is the size of every file's content in fs.
+func (fs *Filesystem) ContentBytes() int64 {
+	var n int64
+	for i := range fs.Files {
+		n += StreamSize(fs.Files[i].Content)
+	}
+	return n
+}
+
 func (m *Manifest) FileCount() int {
 	n := 0
 	for i := range m.Filesystems {

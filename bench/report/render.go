@@ -168,7 +168,7 @@ func markdown(res *results, machine string) string {
 		p("\nmis serves `DIR/disk.raw` and the walked tree `DIR/pN/` itself; restic, borg and desync serve the raw image file, whose filesystem is loop-mounted read-only (`-o ro,noload`) for the walk.\n")
 	}
 
-	res.issueFour(p)
+	res.historyFigures(p)
 	res.goals(p)
 	if machine != "" {
 		p("\n## Machine and versions\n\n```\n%s```\n", machine)
@@ -188,9 +188,9 @@ func (res *results) misTotal() int64 {
 	return 0
 }
 
-// issueFour prints the history figures issue 4 asks for.
-func (res *results) issueFour(p func(string, ...any)) {
-	p("\n## History figures (issue 4)\n\n| version | mis import (s) | mis added | restic backup (s) | restic added |\n|---|---:|---:|---:|---:|\n")
+// historyFigures prints the per-version import figures against restic's.
+func (res *results) historyFigures(p func(string, ...any)) {
+	p("\n## History figures\n\n| version | mis import (s) | mis added | restic backup (s) | restic added |\n|---|---:|---:|---:|---:|\n")
 	for _, im := range res.images {
 		mi, _ := medianOf(res.add, "mis", im.Image)
 		ma, _ := medianOf(res.added, "mis", im.Image)

@@ -18,7 +18,7 @@ import (
 	"mis/vmtest"
 )
 
-// TestCLIBootCloneAndCommit is issue 5's end-to-end test: a Debian image
+// TestCLIBootCloneAndCommit is the clones' end-to-end test: a Debian image
 // with a kernel is imported, cloned and booted under qemu (TCG, direct
 // kernel boot with the image's own kernel and initrd, root=/dev/vda2)
 // straight from the clone's FUSE disk.raw. The guest prints a marker and
@@ -123,7 +123,7 @@ func (l *testLog) Write(p []byte) (int, error) {
 	}
 }
 
-// TestCLIFreshExportBoots is issue 6's Debian check: a fresh export of the
+// TestCLIFreshExportBoots checks fresh export on Debian: a fresh export of the
 // Debian image, at its own size and grown by --size, passes e2fsck, its
 // root tree matches a loop mount of the original on every attribute but
 // ctime (which no tool can set), and it boots under qemu to the marker.

@@ -18,7 +18,7 @@ import (
 // BenchmarkCloneRandomWrites measures random 4 KiB writes into a mounted
 // clone's disk.raw against the same writes into a local sparse file on the
 // repository's filesystem, in one run: with O_DIRECT (as qemu cache=none
-// writes) and buffered, each followed by one fsync. Issue 5's goal is a
+// writes) and buffered, each followed by one fsync. The goal is a
 // ratio of at least 0.5. It also reports the mount process's peak memory
 // (VmHWM) after the writes and a full read of disk.raw.
 //

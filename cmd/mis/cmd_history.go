@@ -14,8 +14,7 @@ import (
 	"mis/repo"
 )
 
-// Version history commands: tag, rm, log, diff, gc. The lead registers
-// newTagCmd, newRmCmd, newLogCmd, newDiffCmd and newGcCmd in root.go.
+// Version history commands: tag, rm, log, diff, gc.
 
 func newTagCmd() *cobra.Command {
 	return &cobra.Command{

@@ -10,14 +10,7 @@ import (
 	"mis/fixtures"
 )
 
-// historyBin is the mis binary (the history commands are registered in
-// root.go since session 1; the build overlay that stood in for them is gone).
-func historyBin(t *testing.T) string { return misBin }
-
 func TestCLIHistory(t *testing.T) {
-	saved := misBin
-	misBin = historyBin(t)
-	defer func() { misBin = saved }()
 	v1, v2 := fixtures.Path(t, "ext4"), fixtures.Path(t, "ext2")
 	repo := filepath.Join(t.TempDir(), "repo")
 	mustMis(t, repo, "init")

@@ -276,19 +276,12 @@ func newInfoCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			var residual, zero int64
-			for _, run := range m.Residual {
-				if run.Zero {
-					zero += run.Len
-				} else {
-					residual += run.Len
-				}
-			}
+			residual, zero := m.ResidualBytes()
 			if g.json {
 				fss := []map[string]any{}
 				for _, fs := range m.Filesystems {
 					fss = append(fss, map[string]any{"partition": fs.PartIndex, "type": fs.Type, "uuid": fs.UUID,
-						"label": string(fs.Label), "block_size": fs.BlockSize, "files": len(fs.Files), "content_bytes": contentBytes(&fs)})
+						"label": string(fs.Label), "block_size": fs.BlockSize, "files": len(fs.Files), "content_bytes": fs.ContentBytes()})
 				}
 				return printJSON(map[string]any{"version": v, "layout": m.Layout, "filesystems": fss,
 					"residual_bytes": residual, "zero_bytes": zero})
@@ -326,11 +319,11 @@ func newInfoCmd() *cobra.Command {
 			for _, p := range m.Layout.Partitions {
 				how := "residual (whole partition, not walked)"
 				if fs := walked[p.Index]; fs != nil {
-					how = fmt.Sprintf("%d files, %s content", len(fs.Files), humanBytes(contentBytes(fs)))
+					how = fmt.Sprintf("%d files, %s content", len(fs.Files), humanBytes(fs.ContentBytes()))
 					if !strings.HasPrefix(fs.Type, "ext") {
 						// Files are listed (and chunked for mounts and dedup),
 						// but export takes the partition's bytes from the residual.
-						how = fmt.Sprintf("residual, %d files listed (%s)", len(fs.Files), humanBytes(contentBytes(fs)))
+						how = fmt.Sprintf("residual, %d files listed (%s)", len(fs.Files), humanBytes(fs.ContentBytes()))
 					}
 				}
 				fs := p.Filesystem
@@ -348,12 +341,4 @@ func newInfoCmd() *cobra.Command {
 			return nil
 		},
 	}
-}
-
-func contentBytes(fs *manifest.Filesystem) int64 {
-	var n int64
-	for i := range fs.Files {
-		n += manifest.StreamSize(fs.Files[i].Content)
-	}
-	return n
 }

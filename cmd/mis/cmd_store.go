@@ -8,6 +8,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"mis/catalog"
 	"mis/chunker"
 	"mis/layer"
 	"mis/repo"
@@ -140,29 +141,9 @@ every version's manifest.`,
 			if err != nil {
 				return err
 			}
-			ctx := cmd.Context()
-			st, err := r.Stats(ctx)
+			out, err := catalog.Open(r).Stats(cmd.Context())
 			if err != nil {
 				return err
-			}
-			usage, err := layer.ComputeUsage(ctx, r)
-			if err != nil {
-				return err
-			}
-			out := statsOutput{Versions: len(usage.Versions), PerVersion: usage.Versions,
-				UnreferencedStoredBytes: st.StoredBytes - usage.LiveStored, MissingChunks: usage.Missing, LiveByKind: usage.LiveByKind, Chunks: st.Chunks, Packs: st.Packs,
-				UniqueBytes: st.RawBytes, StoredChunkBytes: st.StoredBytes, PackBytes: st.PackBytes}
-			for _, v := range usage.Versions {
-				out.LogicalBytes += v.Version.DiskSize
-			}
-			if st.RawBytes > 0 {
-				out.DedupRatio = float64(out.LogicalBytes) / float64(st.RawBytes)
-			}
-			if st.StoredBytes > 0 {
-				out.CompressionRatio = float64(st.RawBytes) / float64(st.StoredBytes)
-			}
-			if out.PackBytes > 0 {
-				out.TotalRatio = float64(out.LogicalBytes) / float64(out.PackBytes)
 			}
 			if g.json {
 				return printJSON(out)
@@ -181,42 +162,24 @@ every version's manifest.`,
 			if out.MissingChunks > 0 {
 				fmt.Printf("missing:            %d referenced chunks are not in the index (run mis verify)\n", out.MissingChunks)
 			}
-			printUsageTable(usage)
+			printUsageTable(out.PerVersion)
 			return nil
 		},
 	}
 }
 
-type statsOutput struct {
-	Versions         int     `json:"versions"`
-	LogicalBytes     int64   `json:"logical_bytes"`
-	UniqueBytes      int64   `json:"unique_bytes"`
-	StoredChunkBytes int64   `json:"stored_chunk_bytes"`
-	PackBytes        int64   `json:"stored_bytes"`
-	Chunks           int64   `json:"chunks"`
-	Packs            int64   `json:"packs"`
-	DedupRatio       float64 `json:"dedup_ratio"`
-	CompressionRatio float64 `json:"compression_ratio"`
-	TotalRatio       float64 `json:"total_ratio"`
-	// UnreferencedStoredBytes are stored chunk bytes no version uses.
-	UnreferencedStoredBytes int64                `json:"unreferenced_stored_bytes"`
-	MissingChunks           int64                `json:"missing_chunks"`
-	LiveByKind              layer.KindBytes      `json:"live_by_kind"`
-	PerVersion              []layer.VersionUsage `json:"per_version"`
-}
-
 // printUsageTable prints each version's own and shared stored bytes.
-func printUsageTable(u *layer.Usage) {
-	if len(u.Versions) == 0 {
+func printUsageTable(versions []layer.VersionUsage) {
+	if len(versions) == 0 {
 		return
 	}
 	fmt.Println()
 	w := 7
-	for _, v := range u.Versions {
+	for _, v := range versions {
 		w = max(w, len(strings.Join(v.Refs, ",")), len(v.Label()))
 	}
 	fmt.Printf("%-*s  %-10s  %10s  %8s  %11s  %11s\n", w, "version", "created", "disk", "chunks", "alone", "shared")
-	for _, v := range u.Versions {
+	for _, v := range versions {
 		name := strings.Join(v.Refs, ",")
 		if name == "" {
 			name = v.Label()

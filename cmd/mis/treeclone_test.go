@@ -13,7 +13,7 @@ import (
 	"mis/treecmp"
 )
 
-// TestCLITreeCloneEditCommitFresh is issue 6's tree clone test: a tree
+// TestCLITreeCloneEditCommitFresh is the tree clones' end-to-end test: a tree
 // clone is edited through its mount (add, modify, delete, rename, chmod,
 // chown, setfattr, mkdir), committed, and exported fresh. The same edits
 // made to a loop mount of a copy of the original image give the expected

@@ -3,6 +3,8 @@ package catalog_test
 import (
 	"context"
 	"errors"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -174,7 +176,7 @@ func TestGCRefusesMissingBase(t *testing.T) {
 	}
 	w := writer(t, r)
 	_, err := cat.GC(ctx, w, repo.GCOptions{})
-	wantErr(t, err, "base version of disk clone orphan is missing")
+	wantErr(t, err, "version gone, held by disk orphan, is missing")
 	if _, err := cat.RemoveClone("orphan"); err != nil {
 		t.Fatal(err)
 	}
@@ -207,4 +209,40 @@ func TestHolders(t *testing.T) {
 	if hs, _ := cat.HoldersOf("other"); len(hs) != 0 {
 		t.Errorf("holders of another version: %v", hs)
 	}
+}
+
+func TestMountHoldsVersion(t *testing.T) {
+	_, r, v := testrepo.Fixture(t, "ext4")
+	cat := catalog.Open(r)
+	ctx := context.Background()
+	v1 := ref(t, "img:v1")
+	release, err := cat.RegisterMount(ctx, v, "img:v1", "/mnt/test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := writer(t, r)
+	_, err = cat.RemoveVersion(ctx, w, v1)
+	wantErr(t, err, "img:v1 is mounted at /mnt/test")
+	release()
+	if ms, err := cat.Mounts(); err != nil || len(ms) != 0 {
+		t.Fatalf("mounts after release: %v, %v", ms, err)
+	}
+
+	// A record nobody holds locked is a server that died: not a holder,
+	// and removed when seen.
+	dead := filepath.Join(r.Dir(), "mounts", "0123456789abcdef.json")
+	if err := os.WriteFile(dead, []byte(`{"id":"0123456789abcdef","version":"`+v.ID+`","dir":"/mnt/dead","pid":1}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if hs, err := cat.HoldersOf(v.ID); err != nil || len(hs) != 0 {
+		t.Fatalf("holders with a dead record: %v, %v", hs, err)
+	}
+	if _, err := os.Stat(dead); !os.IsNotExist(err) {
+		t.Errorf("dead record still there: %v", err)
+	}
+	if _, err := cat.RemoveVersion(ctx, w, v1); err != nil {
+		t.Fatalf("rm after the mount ended: %v", err)
+	}
+	_, err = cat.RegisterMount(ctx, v, "img:v1", "/mnt/late")
+	wantErr(t, err, "removed meanwhile")
 }

@@ -2,6 +2,7 @@ package catalog
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"strings"
@@ -15,14 +16,16 @@ import (
 	"mis/treeclone"
 )
 
-// Holder is something that needs a version to stay: a clone based on it.
+// Holder is something that needs a version to stay: a clone based on it,
+// or a running mount of it.
 type Holder struct {
 	Kind    Kind   `json:"kind"`
-	Name    string `json:"name"`
+	Name    string `json:"name"` // the clone's name; for a mount, its directory
 	Version string `json:"version"` // id of the version held
 }
 
-// Holders lists everything that holds a version, beyond its tags.
+// Holders lists everything that holds a version, beyond its tags. Records
+// of mounts whose server died are removed on the way.
 func (c *Catalog) Holders() ([]Holder, error) {
 	disk, err := c.clones.List()
 	if err != nil {
@@ -38,6 +41,13 @@ func (c *Catalog) Holders() ([]Holder, error) {
 	}
 	for _, t := range trees {
 		out = append(out, Holder{Kind: KindTreeClone, Name: t.Name, Version: t.Base})
+	}
+	mounts, err := c.Mounts()
+	if err != nil {
+		return nil, err
+	}
+	for _, m := range mounts {
+		out = append(out, Holder{Kind: KindMount, Name: m.Dir, Version: m.Version})
 	}
 	return out, nil
 }
@@ -90,15 +100,32 @@ func (c *Catalog) refuseHeldVersion(ctx context.Context, w *repo.Writer, ref lay
 				return nil // another tag keeps the version
 			}
 		}
-		var names []string
-		for _, h := range holders {
-			names = append(names, h.Name)
-		}
-		if len(names) > 10 {
-			names = append(names[:10:10], fmt.Sprintf("and %d more", len(holders)-10))
-		}
-		return fmt.Errorf("%s is the base of %d clone(s): %s; remove them first (mis rm CLONE)", ref, len(holders), strings.Join(names, ", "))
+		return heldError(ref, holders)
 	})
+}
+
+// heldError says what holds ref's version and what to do about it.
+func heldError(ref layer.Ref, holders []Holder) error {
+	var clones, mounts []string
+	for _, h := range holders {
+		if h.Kind == KindMount {
+			mounts = append(mounts, h.Name)
+		} else {
+			clones = append(clones, h.Name)
+		}
+	}
+	if len(clones) == 0 {
+		return fmt.Errorf("%s is mounted at %s: unmount it first (mis umount DIR)", ref, strings.Join(mounts, ", "))
+	}
+	n := len(clones)
+	if n > 10 {
+		clones = append(clones[:10:10], fmt.Sprintf("and %d more", n-10))
+	}
+	msg := fmt.Sprintf("%s is the base of %d clone(s): %s; remove them first (mis rm CLONE)", ref, n, strings.Join(clones, ", "))
+	if len(mounts) > 0 {
+		msg += fmt.Sprintf("; it is also mounted at %s", strings.Join(mounts, ", "))
+	}
+	return errors.New(msg)
 }
 
 // GC frees the chunks no version uses (repo.Writer.GC), after checking
@@ -119,7 +146,7 @@ func (c *Catalog) liveChunks(ctx context.Context) func(yield func(chunker.ID) er
 			if err := c.view(ctx, func(tx *repo.Tx) error {
 				for _, h := range holders {
 					if _, err := layer.Get(tx, h.Version); err != nil {
-						return fmt.Errorf("refusing to collect garbage: the base version of %s clone %s is missing: %w", h.Kind, h.Name, err)
+						return fmt.Errorf("refusing to collect garbage: version %s, held by %s %s, is missing: %w", h.Version, h.Kind, h.Name, err)
 					}
 				}
 				return nil

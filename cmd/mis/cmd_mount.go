@@ -2,8 +2,6 @@ package main
 
 import (
 	"bufio"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -23,6 +21,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"mis/catalog"
+	"mis/internal/repodir"
 	"mis/layer"
 	"mis/mountfs"
 	"mis/treeclone"
@@ -87,7 +86,7 @@ writers can run while a version is mounted.`,
 	f.StringVar(&fl.cacheSize, "cache-size", "64M", "memory for decompressed chunks (the kernel page cache holds file data besides)")
 	f.StringVar(&fl.readahead, "readahead", "8M", "bytes fetched ahead of sequential readers (0 disables)")
 	f.BoolVar(&fl.allowOther, "allow-other", os.Geteuid() == 0, "let other users in, subject to the image's permissions (default when root)")
-	f.StringVar(&fl.logFile, "log", "", "log file of --daemon (default /var/tmp/mis-mount-<dir>-<hash>.log)")
+	f.StringVar(&fl.logFile, "log", "", "log file of --daemon (default REPO/mounts/<dir>-<hash>.log)")
 	f.BoolVar(&fl.debug, "debug", false, "log every FUSE request")
 	return cmd
 }
@@ -188,6 +187,12 @@ func runMount(cmd *cobra.Command, refArg, dir string, fl mountFlags) error {
 	if err != nil {
 		return err
 	}
+	// Recorded so rm and gc leave the version alone while it is served.
+	release, err := cat.RegisterMount(ctx, v, ref.String(), absDir)
+	if err != nil {
+		return err
+	}
+	defer release()
 	logger := log.New(os.Stderr, "mis mount: ", log.LstdFlags)
 	fsys, err := mountfs.New(ctx, r, m, mountfs.Options{
 		CacheSize: cacheSize, Readahead: readahead, Logger: logger, Created: v.Created, NoDisk: v.TreeEdited,
@@ -276,12 +281,14 @@ func startMountDaemon(ref string, dir string, fl mountFlags) error {
 	}
 	logPath := fl.logFile
 	if logPath == "" {
-		sum := sha256.Sum256([]byte(dir))
-		logPath = fmt.Sprintf("/var/tmp/mis-mount-%s-%s.log", filepath.Base(dir), hex.EncodeToString(sum[:4]))
+		logPath = repodir.Dir(repoDir).MountLog(dir)
+		if err := os.MkdirAll(filepath.Dir(logPath), 0o700); err != nil {
+			return fmt.Errorf("daemon log: %w", err)
+		}
 	}
-	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	logf, err := openLog(logPath)
 	if err != nil {
-		return fmt.Errorf("daemon log: %w", err)
+		return err
 	}
 	defer logf.Close()
 	rd, wr, err := os.Pipe()
@@ -323,6 +330,24 @@ func startMountDaemon(ref string, dir string, fl mountFlags) error {
 	case <-time.After(5 * time.Second):
 	}
 	return fmt.Errorf("mount of %s at %s failed: %s (log %s)", ref, dir, lastLogLine(logPath), logPath)
+}
+
+// openLog opens a log for appending without following a symbolic link
+// and refuses anything but a regular file: a link planted at the log's
+// path must not make a root mount append to the file it points at.
+func openLog(path string) (*os.File, error) {
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0o600)
+	if errors.Is(err, syscall.ELOOP) {
+		return nil, fmt.Errorf("daemon log %s is a symbolic link: refusing to follow it (remove it, or choose another with --log)", path)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("daemon log: %w", err)
+	}
+	if st, err := f.Stat(); err != nil || !st.Mode().IsRegular() {
+		f.Close()
+		return nil, fmt.Errorf("daemon log %s is not a regular file", path)
+	}
+	return f, nil
 }
 
 func lastLogLine(path string) string {

@@ -62,6 +62,14 @@ func TestCLIMountDaemonAndUmount(t *testing.T) {
 	}
 	// The repository is not held: a writer can commit while mounted.
 	mustMis(t, repo, "import", img, "img:v2")
+	// But the mounted version is: rm refuses it, gc keeps its chunks.
+	if _, errOut, code := mis(t, repo, "rm", "img:v1"); code == 0 || !strings.Contains(errOut, "img:v1 is mounted at "+dir) {
+		t.Errorf("rm of a mounted version: exit %d: %s", code, errOut)
+	}
+	mustMis(t, repo, "gc")
+	if err := exec.Command("cmp", img, filepath.Join(dir, "disk.raw")).Run(); err != nil {
+		t.Fatalf("cmp disk.raw after gc: %v", err)
+	}
 
 	pid := daemonPid(t, readLog(t, logPath))
 	mustMis(t, repo, "umount", dir)
@@ -69,6 +77,7 @@ func TestCLIMountDaemonAndUmount(t *testing.T) {
 		t.Fatal("still mounted after mis umount")
 	}
 	waitExit(t, pid)
+	mustMis(t, repo, "rm", "img:v1")
 }
 
 func TestCLIUmountAfterDaemonKilled(t *testing.T) {
@@ -92,6 +101,8 @@ func TestCLIUmountAfterDaemonKilled(t *testing.T) {
 	if _, ok, _ := mountfs.FindMount(dir); ok {
 		t.Fatal("still mounted after mis umount")
 	}
+	// The dead server's mount record holds nothing.
+	mustMis(t, repo, "rm", "img:v1")
 }
 
 func TestCLIMountForegroundStopsOnSIGINT(t *testing.T) {
@@ -176,4 +187,39 @@ func waitExit(t *testing.T, pid int) {
 		time.Sleep(50 * time.Millisecond)
 	}
 	t.Errorf("process %d still running", pid)
+}
+
+// TestCLIMountLogNoFollow: the daemon's default log lives inside the
+// repository, and a symbolic link planted at a log's path is refused, not
+// followed (a root mount once appended to whatever a link pointed at).
+func TestCLIMountLogNoFollow(t *testing.T) {
+	repo, _ := mountRepo(t)
+	dir := t.TempDir()
+	cleanupMount(t, dir)
+	victim := filepath.Join(t.TempDir(), "victim")
+	if err := os.WriteFile(victim, []byte("untouched\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	logPath := filepath.Join(t.TempDir(), "planted.log")
+	if err := os.Symlink(victim, logPath); err != nil {
+		t.Fatal(err)
+	}
+	if _, errOut, code := mis(t, repo, "mount", "-d", "--log", logPath, "img:v1", dir); code == 0 || !strings.Contains(errOut, "symbolic link") {
+		t.Errorf("mount -d with a planted log link: exit %d: %s", code, errOut)
+	}
+	if data, _ := os.ReadFile(victim); string(data) != "untouched\n" {
+		t.Errorf("the link's target was written: %q", data)
+	}
+
+	_, errOut, code := mis(t, repo, "mount", "-d", "img:v1", dir)
+	if code != 0 {
+		t.Fatalf("mount -d: exit %d: %s", code, errOut)
+	}
+	logs, _ := filepath.Glob(filepath.Join(repo, "mounts", "*.log"))
+	if len(logs) != 1 || !strings.Contains(errOut, logs[0]) {
+		t.Errorf("default log %v not inside the repository (mount said %q)", logs, errOut)
+	}
+	pid := daemonPid(t, errOut)
+	mustMis(t, repo, "umount", dir)
+	waitExit(t, pid)
 }

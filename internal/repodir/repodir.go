@@ -13,9 +13,14 @@
 //	REPO/clones/deltas/<id>.delta     a disk clone delta's data, with <id>.map beside it (clone)
 //	REPO/treeclones/NAME/             a tree clone: clone.json, lock, upper/, work/, lower/ (treeclone)
 //	REPO/mounts/<id>.json             a running mount of a version and its flock (catalog)
+//	REPO/mounts/<dir>-<hash>.log      the log of mis mount --daemon serving <dir> (cmd/mis)
 package repodir
 
-import "path/filepath"
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"path/filepath"
+)
 
 // Dir is the root directory of a repository.
 type Dir string
@@ -61,3 +66,10 @@ func (d Dir) TreeClone(name string) string { return d.join("treeclones", name) }
 
 // Mounts is where running mounts of versions leave their records.
 func (d Dir) Mounts() string { return d.join("mounts") }
+
+// MountLog is the default log of a background mount at dir: inside the
+// repository, where no other user can plant a file or a link.
+func (d Dir) MountLog(dir string) string {
+	sum := sha256.Sum256([]byte(dir))
+	return d.join("mounts", filepath.Base(dir)+"-"+hex.EncodeToString(sum[:4])+".log")
+}

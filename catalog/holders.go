@@ -20,7 +20,7 @@ import (
 // or a running mount of it.
 type Holder struct {
 	Kind    Kind   `json:"kind"`
-	Name    string `json:"name"` // the clone's name; for a mount, its directory
+	Name    string `json:"name"`    // the clone's name; for a mount, its directory
 	Version string `json:"version"` // id of the version held
 }
 

@@ -115,6 +115,11 @@ type Imported struct {
 
 // Import stores the disk image at path as version ref.
 func (c *Catalog) Import(ctx context.Context, w *repo.Writer, path string, ref layer.Ref, parent Parent, opt image.ImportOptions) (*Imported, error) {
+	f, _, err := image.OpenSource(path) // a clear error before any work
+	if err != nil {
+		return nil, err
+	}
+	f.Close()
 	var st image.ImportStats
 	made, err := c.Create(ctx, w, NewVersion{Ref: ref, Parent: parent, Source: path,
 		Build: func(ctx context.Context, w *repo.Writer, _ *layer.Version, pm *manifest.Manifest, _ *layer.Version) (*manifest.Manifest, error) {

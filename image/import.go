@@ -19,7 +19,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -112,15 +111,11 @@ func Import(ctx context.Context, w *repo.Writer, params chunker.Params, path str
 // parent. Holes of a sparse image file are found with SEEK_DATA/SEEK_HOLE
 // and not read.
 func ImportWithStats(ctx context.Context, w *repo.Writer, params chunker.Params, path string, opt ImportOptions) (*manifest.Manifest, ImportStats, error) {
-	f, err := os.Open(path)
+	f, size, err := OpenSource(path)
 	if err != nil {
 		return nil, ImportStats{}, err
 	}
 	defer f.Close()
-	size, err := imageSize(f)
-	if err != nil {
-		return nil, ImportStats{}, fmt.Errorf("%s: %w", path, err)
-	}
 	return importFrom(ctx, w, params, f, &fileHoles{f: f, size: size}, size, path, opt)
 }
 
@@ -150,21 +145,6 @@ func importFrom(ctx context.Context, w *repo.Writer, params chunker.Params, r io
 		return nil, ImportStats{}, fmt.Errorf("%s: %w", name, err)
 	}
 	return m, im.stats, nil
-}
-
-func imageSize(f *os.File) (int64, error) {
-	fi, err := f.Stat()
-	if err != nil {
-		return 0, err
-	}
-	if fi.Mode().IsRegular() {
-		return fi.Size(), nil
-	}
-	if fi.Mode()&os.ModeDevice != 0 {
-		// A block device has no size in stat; seeking to the end tells.
-		return f.Seek(0, io.SeekEnd)
-	}
-	return 0, errors.New("not a regular file or block device")
 }
 
 func (im *importer) warn(format string, args ...any) {

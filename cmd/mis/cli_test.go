@@ -185,3 +185,67 @@ func TestCLIKilledImportLeavesRepoConsistent(t *testing.T) {
 	mustMis(t, repo, "import", img, "after:v1")
 	mustMis(t, repo, "verify", "--read-data")
 }
+
+// TestCLIImportRefusesStreams: a FIFO, a character device or a directory
+// is refused by its type at once (a FIFO used to hang the import forever,
+// holding the writer lock).
+func TestCLIImportRefusesStreams(t *testing.T) {
+	repo := filepath.Join(t.TempDir(), "repo")
+	mustMis(t, repo, "init")
+	fifo := filepath.Join(t.TempDir(), "fifo")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct{ path, want string }{
+		{fifo, "is a FIFO"},
+		{"/dev/zero", "is a character device"},
+		{t.TempDir(), "is a directory"},
+	} {
+		start := time.Now()
+		cmd := exec.Command(misBin, "--repo", repo, "import", tc.path, "bad:v1")
+		var stderr bytes.Buffer
+		cmd.Stderr = &stderr
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		timer := time.AfterFunc(20*time.Second, func() { cmd.Process.Kill() })
+		err := cmd.Wait()
+		timer.Stop()
+		if err == nil || !strings.Contains(stderr.String(), tc.want) || !strings.Contains(stderr.String(), tc.path) {
+			t.Errorf("import %s after %s: %v: %q", tc.path, time.Since(start).Round(time.Millisecond), err, stderr.String())
+		}
+	}
+	mustMis(t, repo, "gc") // the writer lock is free
+}
+
+// TestCLISignalStopsImport: SIGINT or SIGTERM stops an import within 2
+// seconds, releases the writer lock and leaves no version behind.
+func TestCLISignalStopsImport(t *testing.T) {
+	img := fixtures.Path(t, "gpt")
+	for _, sig := range []syscall.Signal{syscall.SIGINT, syscall.SIGTERM} {
+		t.Run(sig.String(), func(t *testing.T) {
+			repo := filepath.Join(t.TempDir(), "repo")
+			mustMis(t, repo, "init")
+			p := startMis(t, "--repo", repo, "import", img, "img:v1")
+			waitForLockHolder(t, repo, p.cmd.Process.Pid)
+			time.Sleep(200 * time.Millisecond) // inside the data phase
+			start := time.Now()
+			if err := p.cmd.Process.Signal(sig); err != nil {
+				t.Fatal(err)
+			}
+			err := p.cmd.Wait()
+			took := time.Since(start)
+			if took > 2*time.Second {
+				t.Errorf("import took %s to stop after %s", took.Round(time.Millisecond), sig)
+			}
+			if err == nil {
+				t.Skipf("the import finished before the signal (%s): nothing to test", took)
+			}
+			if out := mustMis(t, repo, "ls", "--json"); strings.TrimSpace(out) != "[]" {
+				t.Fatalf("an interrupted import left a version: %s", out)
+			}
+			mustMis(t, repo, "gc") // the lock was released
+			mustMis(t, repo, "verify", "--read-data")
+		})
+	}
+}

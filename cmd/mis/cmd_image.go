@@ -63,6 +63,12 @@ run e2fsck, before importing.`,
 			}
 			ctx := cmd.Context()
 			start := time.Now()
+			// The source is checked before the writer lock is taken.
+			if f, _, err := image.OpenSource(src); err != nil {
+				return err
+			} else {
+				f.Close()
+			}
 			w, err := openWriter(ctx, cat.Repo(), "mis import "+src+" "+ref.String())
 			if err != nil {
 				return err

@@ -249,3 +249,68 @@ func TestCLISignalStopsImport(t *testing.T) {
 		})
 	}
 }
+
+// TestCLIExportOutputs: "-" streams the raw disk to standard output; an
+// existing FIFO or device is never replaced by a file, even with -f; a
+// killed export's partial file is removed by the next export to the same
+// name.
+func TestCLIExportOutputs(t *testing.T) {
+	img := fixtures.Path(t, "gpt")
+	repo := filepath.Join(t.TempDir(), "repo")
+	mustMis(t, repo, "init")
+	mustMis(t, repo, "import", "-q", img, "img:v1")
+
+	cmd := exec.Command(misBin, "--repo", repo, "export", "img:v1", "-")
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmpCmd := exec.Command("cmp", img, "-")
+	cmpCmd.Stdin = stdout
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	cmpOut, cmpErr := cmpCmd.CombinedOutput()
+	if err := cmd.Wait(); err != nil || cmpErr != nil {
+		t.Fatalf("export - | cmp: %v, %v: %s", err, cmpErr, cmpOut)
+	}
+
+	dir := t.TempDir()
+	fifo := filepath.Join(dir, "fifo")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, out := range []string{fifo, "/dev/null"} {
+		if _, errOut, code := mis(t, repo, "export", "-f", "img:v1", out); code == 0 || !strings.Contains(errOut, "not a regular file") {
+			t.Errorf("export -f to %s: exit %d: %s", out, code, errOut)
+		}
+	}
+	if fi, err := os.Lstat(fifo); err != nil || fi.Mode()&os.ModeNamedPipe == 0 {
+		t.Errorf("the FIFO was replaced: %v %v", fi.Mode(), err)
+	}
+
+	out := filepath.Join(dir, "out.raw")
+	p := startMis(t, "--repo", repo, "export", "img:v1", out)
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if partial, _ := filepath.Glob(filepath.Join(dir, ".out.raw.mis-partial-*")); len(partial) > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("export never created its partial file")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	p.cmd.Process.Kill()
+	p.cmd.Wait()
+	if _, err := os.Stat(out); err == nil {
+		t.Skip("the export finished before it was killed")
+	}
+	mustMis(t, repo, "export", "img:v1", out)
+	if partial, _ := filepath.Glob(filepath.Join(dir, ".out.raw.mis-partial-*")); len(partial) != 0 {
+		t.Errorf("partial files left after the next export: %v", partial)
+	}
+	if err := exec.Command("cmp", img, out).Run(); err != nil {
+		t.Errorf("cmp after the killed export: %v", err)
+	}
+}

@@ -125,7 +125,10 @@ image. OUT is sparse: zero blocks are not written.
 
 The image is written to a temporary file beside OUT and renamed into place
 only when complete and synced, so an interrupted export never leaves a
-file that looks finished.
+file that looks finished (the next export to OUT removes what a killed one
+left). OUT "-" writes the raw disk to standard output, front to back, for a
+pipe or a device (mis export NAME:TAG - > /dev/sdX). An existing device,
+FIFO or directory at OUT is never replaced by a file, even with --force.
 
 --fresh builds a new image instead: the same partition table (the last
 partition grows to --size SIZE), every ext2/3/4 filesystem rebuilt with its
@@ -153,8 +156,17 @@ needs mke2fs, debugfs, sfdisk, mkfs.vfat and mcopy, and FUSE.`,
 					return fmt.Errorf("--size: %w", err)
 				}
 			}
-			if _, err := os.Lstat(out); err == nil && !force {
-				return fmt.Errorf("%s exists: pass --force to overwrite it", out)
+			toStdout := out == "-"
+			if toStdout && freshBuild {
+				return errors.New("--fresh builds the image in place and cannot write to standard output: give a file name")
+			}
+			if fi, err := os.Lstat(out); err == nil && !toStdout {
+				if !fi.Mode().IsRegular() {
+					return fmt.Errorf("%s exists and is not a regular file (%s): export writes a new file and never replaces one; to write onto a device or pipe use: mis export %s - > %s", out, fi.Mode().Type(), ref, out)
+				}
+				if !force {
+					return fmt.Errorf("%s exists: pass --force to overwrite it", out)
+				}
 			}
 			r, err := openRepo()
 			if err != nil {
@@ -171,6 +183,9 @@ needs mke2fs, debugfs, sfdisk, mkfs.vfat and mcopy, and FUSE.`,
 			}
 			prog := newProgress("export " + ref.String())
 			var notes []string
+			if toStdout {
+				return image.ExportStream(ctx, r, m, os.Stdout, image.ExportOptions{Progress: prog.update})
+			}
 			if freshBuild {
 				err = fresh.Export(ctx, r, m, out, fresh.Options{Size: size, Progress: prog.update,
 					Warn: func(msg string) { notes = append(notes, msg) }})

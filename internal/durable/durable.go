@@ -7,6 +7,8 @@ package durable
 import (
 	"os"
 	"path/filepath"
+
+	"golang.org/x/sys/unix"
 )
 
 // WriteFile replaces name with data: temp file beside it, fsync, rename,
@@ -52,19 +54,58 @@ type Output struct {
 	done bool
 }
 
+// partialPrefix starts the name of an output being built for name.
+func partialPrefix(name string) string { return "." + filepath.Base(name) + ".mis-partial-" }
+
 // CreateOutput creates a temporary file of size bytes (sparse) in name's
-// directory.
+// directory. It holds an flock on it until Commit or Abort, so the
+// leftovers of a killed build of the same name (nobody holds their lock)
+// are told from a build running now, and removed first.
 func CreateOutput(name string, size int64) (*Output, error) {
-	f, err := os.CreateTemp(filepath.Dir(name), "."+filepath.Base(name)+".mis-partial-")
+	RemoveAbandoned(name)
+	f, err := os.CreateTemp(filepath.Dir(name), partialPrefix(name))
 	if err != nil {
 		return nil, err
 	}
 	o := &Output{File: f, name: name}
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		o.Abort()
+		return nil, err
+	}
 	if err := f.Truncate(size); err != nil {
 		o.Abort()
 		return nil, err
 	}
 	return o, nil
+}
+
+// RemoveAbandoned removes the partial outputs for name that no running
+// build holds: what a killed export left behind.
+func RemoveAbandoned(name string) {
+	matches, _ := filepath.Glob(filepath.Join(filepath.Dir(name), globEscape(partialPrefix(name))+"*"))
+	for _, p := range matches {
+		f, err := os.OpenFile(p, os.O_RDONLY|unix.O_NOFOLLOW, 0)
+		if err != nil {
+			continue
+		}
+		if unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB) == nil {
+			os.Remove(p)
+		}
+		f.Close()
+	}
+}
+
+// globEscape quotes the pattern characters of a file name.
+func globEscape(s string) string {
+	var b []byte
+	for i := 0; i < len(s); i++ {
+		switch s[i] {
+		case '*', '?', '[', '\\':
+			b = append(b, '\\')
+		}
+		b = append(b, s[i])
+	}
+	return string(b)
 }
 
 // Commit syncs the file, renames it to its final name and syncs the

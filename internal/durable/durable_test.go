@@ -60,3 +60,36 @@ func TestOutputAppearsOnlyOnCommit(t *testing.T) {
 		t.Fatalf("directory holds %d entries after an abort, want 1", len(entries))
 	}
 }
+
+// TestCreateOutputRemovesAbandoned: the partial file of a killed build (no
+// lock held) is removed by the next build of the same name; the partial
+// of a build still running is not.
+func TestCreateOutputRemovesAbandoned(t *testing.T) {
+	dir := t.TempDir()
+	name := filepath.Join(dir, "out[1].raw")
+	abandoned, err := os.CreateTemp(dir, partialPrefix(name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	abandoned.Close()
+	running, err := CreateOutput(filepath.Join(dir, "out[1].raw"), 4096)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer running.Abort()
+	if _, err := os.Stat(abandoned.Name()); !os.IsNotExist(err) {
+		t.Errorf("abandoned partial still there: %v", err)
+	}
+	second, err := CreateOutput(name, 4096)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer second.Abort()
+	if _, err := os.Stat(running.File.Name()); err != nil {
+		t.Errorf("a running build's partial was removed: %v", err)
+	}
+	other, _ := filepath.Glob(filepath.Join(dir, ".*"))
+	if len(other) != 2 {
+		t.Errorf("partials: %v", other)
+	}
+}

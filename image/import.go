@@ -167,10 +167,24 @@ func (im *importer) run() (*manifest.Manifest, error) {
 	}
 	m := &manifest.Manifest{FormatVersion: manifest.FormatVersion, DiskSize: im.size, Exact: !im.opt.DiscardFree}
 	m.Layout = layoutFromDisk(layout)
+	for _, w := range layout.Warnings {
+		im.warn("partition table: %s", w)
+	}
 
+	var walked []disk.Partition
 	for _, p := range layout.Partitions {
 		if err := im.ctx.Err(); err != nil {
 			return nil, err
+		}
+		walkable := p.Filesystem == "ext4" || p.Filesystem == "vfat" || p.Filesystem == "iso9660" || p.Filesystem == "squashfs"
+		if q := overlapping(p, walked); q != nil && walkable {
+			// Two walks of the same bytes would claim the same blocks as
+			// two files' content; the bytes stay exact as residual data.
+			im.warn("partition %d overlaps partition %d: its %s is not walked, its bytes are stored as residual data", p.Index, q.Index, p.Filesystem)
+			continue
+		}
+		if walkable {
+			walked = append(walked, p)
 		}
 		if fsm := im.unchangedFilesystem(p); fsm != nil {
 			m.Filesystems = append(m.Filesystems, *fsm)
@@ -210,6 +224,24 @@ func (im *importer) run() (*manifest.Manifest, error) {
 		return nil, fmt.Errorf("internal error, manifest does not tile the disk: %w", err)
 	}
 	return m, nil
+}
+
+// overlapping returns a partition of ps that shares bytes with p, or nil.
+func overlapping(p disk.Partition, ps []disk.Partition) *disk.Partition {
+	for i := range ps {
+		if p.Start < ps[i].End() && ps[i].Start < p.End() {
+			return &ps[i]
+		}
+	}
+	return nil
+}
+
+// LayoutWarnings are the partition table's problems found at import
+// (kept in the layout's detail record), for info to show.
+func LayoutWarnings(m *manifest.Manifest) []string {
+	var d struct{ Warnings []string }
+	json.Unmarshal(m.Layout.Detail, &d) // an old or empty record has none
+	return d.Warnings
 }
 
 func layoutFromDisk(l *disk.Layout) manifest.Layout {

@@ -314,3 +314,51 @@ func TestCLIExportOutputs(t *testing.T) {
 		t.Errorf("cmp after the killed export: %v", err)
 	}
 }
+
+// TestCLILayoutWarnings: problems of the partition table are shown at
+// import and by info: a damaged primary GPT replaced by its backup, and two
+// partitions over the same bytes (once a misleading "filesystem is
+// corrupt"), which import walks once and keeps exact.
+func TestCLILayoutWarnings(t *testing.T) {
+	dir := t.TempDir()
+	patch := func(kind, name string, edit func(b []byte)) string {
+		data, err := os.ReadFile(fixtures.Path(t, kind))
+		if err != nil {
+			t.Fatal(err)
+		}
+		edit(data)
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	badPrimary := patch("gpt", "badprimary.img", func(b []byte) { copy(b[512:520], "XXXXXXXX") })
+	overlap := patch("mbr", "overlap.img", func(b []byte) {
+		// Entry 1 (the FAT partition) now covers partition 2's ext4 bytes.
+		copy(b[446+8:446+16], b[462+8:462+16])
+	})
+	repo := filepath.Join(dir, "repo")
+	mustMis(t, repo, "init")
+	for _, tc := range []struct{ img, ref, want string }{
+		{badPrimary, "bad:v1", "primary GPT invalid"},
+		{overlap, "over:v1", "partitions 1 and 2 overlap"},
+	} {
+		_, errOut, code := mis(t, repo, "import", tc.img, tc.ref)
+		if code != 0 || !strings.Contains(errOut, tc.want) {
+			t.Errorf("import %s: exit %d, want a note %q: %s", tc.img, code, tc.want, errOut)
+			continue
+		}
+		if out := mustMis(t, repo, "info", tc.ref); !strings.Contains(out, "warning    partition table: ") || !strings.Contains(out, tc.want) {
+			t.Errorf("info %s does not show %q:\n%s", tc.ref, tc.want, out)
+		}
+		out := filepath.Join(dir, tc.ref[:3]+".raw")
+		mustMis(t, repo, "export", tc.ref, out)
+		if err := exec.Command("cmp", tc.img, out).Run(); err != nil {
+			t.Errorf("export of %s differs: %v", tc.ref, err)
+		}
+	}
+	if _, errOut, _ := mis(t, repo, "import", overlap, "over:v2"); !strings.Contains(errOut, "partition 2 overlaps partition 1") {
+		t.Errorf("overlap note missing: %s", errOut)
+	}
+}

@@ -305,7 +305,7 @@ func newInfoCmd() *cobra.Command {
 						"label": string(fs.Label), "block_size": fs.BlockSize, "files": len(fs.Files), "content_bytes": fs.ContentBytes()})
 				}
 				return printJSON(map[string]any{"version": v, "layout": m.Layout, "filesystems": fss,
-					"residual_bytes": residual, "zero_bytes": zero})
+					"residual_bytes": residual, "zero_bytes": zero, "warnings": image.LayoutWarnings(m)})
 			}
 			fmt.Printf("%s (version %s)\n", ref, v.ID)
 			fmt.Printf("  imported   %s from %s\n", v.Created.Local().Format(time.RFC3339), v.Source)
@@ -358,6 +358,9 @@ func newInfoCmd() *cobra.Command {
 				fmt.Printf("  p%d: %s uuid %s label %q, %d-byte blocks, %d-byte inodes\n", fs.PartIndex, fs.Type, fs.UUID, fs.Label, fs.BlockSize, fs.InodeSize)
 			}
 			fmt.Printf("  residual   %s of data, %s of zeros (stored as nothing)\n", humanBytes(residual), humanBytes(zero))
+			for _, w := range image.LayoutWarnings(m) {
+				fmt.Printf("  warning    partition table: %s\n", w)
+			}
 			fmt.Printf("  added      %s raw, %s stored, %d new chunks at import\n", humanBytes(v.AddedRaw), humanBytes(v.AddedStored), v.AddedChunks)
 			return nil
 		},

@@ -273,3 +273,75 @@ func removeClone(cat *catalog.Catalog, name string) error {
 	}
 	return nil
 }
+
+func newForgetCmd() *cobra.Command {
+	var p catalog.Policy
+	var dryRun bool
+	cmd := &cobra.Command{
+		Use:   "forget NAME --keep-... [--dry-run]",
+		Short: "Remove the versions of an image that a keep policy does not name, then free their space",
+		Long: `Decide, for every tag of image NAME, whether a rule keeps it, remove the
+tags (and versions) no rule keeps, then run gc. The rules, as restic's:
+
+  --keep-last N      the N newest versions
+  --keep-daily N     the newest version of each of the last N days that have one
+  --keep-weekly N    ... of the last N ISO weeks, --keep-monthly N months,
+  --keep-yearly N    ... years (days and weeks in local time)
+  --keep-tag T       every version whose tag matches T (a shell pattern; repeatable)
+
+A version a rule keeps is kept under all its tags. A version that a clone is
+based on, or that is mounted, is always kept. At least one rule is needed.
+--dry-run prints the decisions and changes nothing.`,
+		Example: `  mis forget debian --keep-last 3 --keep-monthly 12 --dry-run
+  mis forget web --keep-daily 7 --keep-weekly 4 --keep-tag 'release-*'`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cat, err := openCatalog()
+			if err != nil {
+				return err
+			}
+			ctx := cmd.Context()
+			w, err := openWriter(ctx, cat.Repo(), "mis forget "+args[0])
+			if err != nil {
+				return err
+			}
+			defer w.Close()
+			res, err := cat.Forget(ctx, w, args[0], p, dryRun)
+			if err != nil {
+				return err
+			}
+			if g.json {
+				return printJSON(res)
+			}
+			tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "NAME:TAG\tCREATED\tDECISION\tWHY")
+			for _, d := range res.Decisions {
+				what := "remove"
+				if d.Keep {
+					what = "keep"
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", d.Ref, d.Version.Created.Local().Format(time.DateTime), what, strings.Join(d.Reasons, "; "))
+			}
+			tw.Flush()
+			if dryRun {
+				fmt.Println("dry run: nothing removed")
+				return nil
+			}
+			fmt.Printf("removed %d tag(s)", len(res.Removed))
+			if res.GC != nil {
+				fmt.Printf("; gc freed %s", humanBytes(res.GC.Freed()))
+			}
+			fmt.Println()
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.IntVar(&p.Last, "keep-last", 0, "keep the N newest versions")
+	f.IntVar(&p.Daily, "keep-daily", 0, "keep the newest version of each of the last N days")
+	f.IntVar(&p.Weekly, "keep-weekly", 0, "keep the newest version of each of the last N ISO weeks")
+	f.IntVar(&p.Monthly, "keep-monthly", 0, "keep the newest version of each of the last N months")
+	f.IntVar(&p.Yearly, "keep-yearly", 0, "keep the newest version of each of the last N years")
+	f.StringArrayVar(&p.Tags, "keep-tag", nil, "keep versions whose tag matches this shell pattern (repeatable)")
+	f.BoolVar(&dryRun, "dry-run", false, "print the decisions, change nothing")
+	return cmd
+}

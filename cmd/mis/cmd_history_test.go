@@ -75,3 +75,48 @@ func TestCLIHistory(t *testing.T) {
 		t.Fatalf("export after gc differs: %v", err)
 	}
 }
+
+// TestCLIForget keeps what the policy names and what a clone holds,
+// removes the rest, frees their space, and leaves the kept versions whole.
+func TestCLIForget(t *testing.T) {
+	v1, v2 := fixtures.Path(t, "ext4"), fixtures.Path(t, "ext2")
+	repo := filepath.Join(t.TempDir(), "repo")
+	mustMis(t, repo, "init")
+	mustMis(t, repo, "import", "-q", v1, "img:a")
+	mustMis(t, repo, "import", "-q", v2, "img:b")
+	mustMis(t, repo, "import", "-q", v1, "img:c")
+	mustMis(t, repo, "import", "-q", v2, "img:d")
+	mustMis(t, repo, "clone", "img:a", "vm")
+
+	if _, errOut, code := mis(t, repo, "forget", "img"); code == 0 || !strings.Contains(errOut, "no --keep rule") {
+		t.Errorf("forget without a rule: exit %d: %s", code, errOut)
+	}
+	out := mustMis(t, repo, "forget", "img", "--keep-last", "1", "--dry-run")
+	if !strings.Contains(out, "dry run") || strings.Count(out, " remove ") != 2 {
+		t.Errorf("dry run:\n%s", out)
+	}
+	if ls := mustMis(t, repo, "ls"); strings.Count(ls, "img:") != 4 {
+		t.Fatalf("dry run removed something:\n%s", ls)
+	}
+	out = mustMis(t, repo, "forget", "img", "--keep-last", "1")
+	if !strings.Contains(out, "removed 2 tag(s); gc freed") || !strings.Contains(out, "held by disk vm") {
+		t.Errorf("forget:\n%s", out)
+	}
+	ls := mustMis(t, repo, "ls")
+	for tag, want := range map[string]bool{"img:a": true, "img:b": false, "img:c": false, "img:d": true} {
+		if strings.Contains(ls, tag+" ") != want {
+			t.Errorf("%s kept = %v, want %v:\n%s", tag, !want, want, ls)
+		}
+	}
+	if st := statsOf(t, repo); st.Unreferenced != 0 {
+		t.Errorf("%d unreferenced bytes after forget's gc", st.Unreferenced)
+	}
+	mustMis(t, repo, "verify", "--read-data")
+	for tag, img := range map[string]string{"img:a": v1, "img:d": v2} {
+		out := filepath.Join(t.TempDir(), "out.raw")
+		mustMis(t, repo, "export", tag, out)
+		if err := exec.Command("cmp", img, out).Run(); err != nil {
+			t.Errorf("export %s: %v", tag, err)
+		}
+	}
+}

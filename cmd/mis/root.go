@@ -44,6 +44,7 @@ the imported image byte for byte.
   mis verify --read-data             check every chunk of every version
   mis stats                          logical, unique and stored bytes; per version
   mis log debian / diff A B / tag / rm / gc   history: layers, changes, names, cleanup
+  mis forget debian --keep-last 3    remove the versions a keep policy does not name, then gc
   mis mount debian:12 /mnt/d         read-only FUSE: /mnt/d/disk.raw and /mnt/d/pN/
   mis clone debian:12 vm1            instant writable clone; mis mount vm1 DIR gives a writable disk.raw
   mis commit vm1 debian:12.1         store a clone's disk as a new version
@@ -57,7 +58,7 @@ the imported image byte for byte.
 	root.PersistentFlags().BoolVarP(&g.quiet, "quiet", "q", false, "no progress output")
 	root.PersistentFlags().DurationVar(&g.wait, "wait", 0, "if another mis process is writing to the repository, wait up to this long for it (e.g. 10m) instead of failing at once")
 	root.AddCommand(newInitCmd(), newImportCmd(), newExportCmd(), newLsCmd(), newInfoCmd(),
-		newVerifyCmd(), newStatsCmd(), newMountCmd(), newUmountCmd(), newLogCmd(), newDiffCmd(), newTagCmd(), newRmCmd(), newGcCmd(),
+		newVerifyCmd(), newStatsCmd(), newMountCmd(), newUmountCmd(), newLogCmd(), newDiffCmd(), newTagCmd(), newRmCmd(), newForgetCmd(), newGcCmd(),
 		newCloneCmd(), newClonesCmd(), newCommitCmd())
 	return root
 }

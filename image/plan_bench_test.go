@@ -18,7 +18,7 @@ func BenchmarkPlanDisk(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		if len(mergeJobs(jobs)) == 0 {
+		if len(jobs) == 0 {
 			b.Fatal("no jobs")
 		}
 	}

@@ -186,7 +186,7 @@ func (im *importer) run() (*manifest.Manifest, error) {
 		return nil, err
 	}
 	m := &manifest.Manifest{FormatVersion: manifest.FormatVersion, DiskSize: im.size, Exact: !im.opt.DiscardFree}
-	m.Layout = layoutFromDisk(layout)
+	m.Layout = LayoutFromDisk(layout)
 
 	for _, p := range layout.Partitions {
 		if err := im.ctx.Err(); err != nil {
@@ -232,7 +232,9 @@ func (im *importer) run() (*manifest.Manifest, error) {
 	return m, nil
 }
 
-func layoutFromDisk(l *disk.Layout) manifest.Layout {
+// LayoutFromDisk is the manifest's record of a partition table as import
+// makes it (fresh export's tests build layouts the same way).
+func LayoutFromDisk(l *disk.Layout) manifest.Layout {
 	out := manifest.Layout{Kind: l.Kind, SectorSize: l.SectorSize}
 	if l.GPT != nil {
 		out.DiskGUID = l.GPT.DiskGUID

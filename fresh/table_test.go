@@ -2,8 +2,6 @@ package fresh
 
 import (
 	"context"
-	"encoding/json"
-	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -12,6 +10,7 @@ import (
 
 	"mis/disk"
 	"mis/fixtures"
+	"mis/image"
 	"mis/manifest"
 )
 
@@ -29,7 +28,7 @@ func layoutOf(t *testing.T, kind string) (string, *manifest.Manifest) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m := &manifest.Manifest{DiskSize: fi.Size(), Layout: layoutForTest(l)}
+	m := &manifest.Manifest{DiskSize: fi.Size(), Layout: image.LayoutFromDisk(l)}
 	return src, m
 }
 
@@ -176,30 +175,4 @@ func TestSplitTime(t *testing.T) {
 			t.Errorf("splitTime(%d) = %#x, %#x; want %#x, %#x", c.ns, lo, extra, c.lo, c.extra)
 		}
 	}
-}
-
-// layoutForTest is the manifest layout of a table as import records it.
-func layoutForTest(l *disk.Layout) manifest.Layout {
-	out := manifest.Layout{Kind: l.Kind, SectorSize: l.SectorSize}
-	if l.GPT != nil {
-		out.DiskGUID = l.GPT.DiskGUID
-	}
-	if l.MBR != nil {
-		out.Signature = l.MBR.DiskSignature
-	}
-	out.Detail, _ = json.Marshal(l)
-	for _, p := range l.Partitions {
-		mp := manifest.Partition{Index: p.Index, Start: p.Start, Size: p.Size, Bootable: p.Bootable(), Logical: p.Logical, Filesystem: p.Filesystem}
-		switch {
-		case p.GPT != nil:
-			mp.Type, mp.GUID, mp.Name, mp.Attributes = p.GPT.TypeGUID, p.GPT.PartGUID, p.GPT.Name, p.GPT.Attributes
-		case p.MBR != nil:
-			mp.Type = fmt.Sprintf("0x%02x", p.MBR.Type)
-		}
-		if p.Extended {
-			mp.Filesystem = "extended"
-		}
-		out.Partitions = append(out.Partitions, mp)
-	}
-	return out
 }

@@ -29,7 +29,6 @@ func Export(ctx context.Context, r *repo.Repo, m *manifest.Manifest, out string,
 	if err != nil {
 		return err
 	}
-	jobs = mergeJobs(jobs)
 	ids := make([]chunker.ID, len(jobs))
 	for i, j := range jobs {
 		ids[i] = j.Ref.ID
@@ -53,22 +52,6 @@ func Export(ctx context.Context, r *repo.Repo, m *manifest.Manifest, out string,
 		return err
 	}
 	return tmp.Commit()
-}
-
-// mergeJobs folds jobs for the same chunk into one, so each chunk is read
-// and decompressed once however often the disk repeats it.
-func mergeJobs(jobs []chunkJob) []chunkJob {
-	byID := make(map[chunker.ID]int, len(jobs))
-	out := jobs[:0]
-	for _, j := range jobs {
-		if i, ok := byID[j.Ref.ID]; ok {
-			out[i].Places = append(out[i].Places, j.Places...)
-			continue
-		}
-		byID[j.Ref.ID] = len(out)
-		out = append(out, j)
-	}
-	return out
 }
 
 // writeJobs reads chunks on several workers and writes them with WriteAt;

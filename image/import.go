@@ -166,7 +166,7 @@ func (im *importer) run() (*manifest.Manifest, error) {
 		return nil, err
 	}
 	m := &manifest.Manifest{FormatVersion: manifest.FormatVersion, DiskSize: im.size, Exact: !im.opt.DiscardFree}
-	m.Layout = layoutFromDisk(layout)
+	m.Layout = LayoutFromDisk(layout)
 	for _, w := range layout.Warnings {
 		im.warn("partition table: %s", w)
 	}
@@ -244,7 +244,9 @@ func LayoutWarnings(m *manifest.Manifest) []string {
 	return d.Warnings
 }
 
-func layoutFromDisk(l *disk.Layout) manifest.Layout {
+// LayoutFromDisk is the manifest's record of a partition table as import
+// makes it (fresh export's tests build layouts the same way).
+func LayoutFromDisk(l *disk.Layout) manifest.Layout {
 	out := manifest.Layout{Kind: l.Kind, SectorSize: l.SectorSize}
 	if l.GPT != nil {
 		out.DiskGUID = l.GPT.DiskGUID

@@ -1,13 +1,12 @@
 package image
 
 import (
-	"fmt"
-
+	"mis/chunker"
 	"mis/manifest"
 )
 
 // segment is a stretch of the disk that takes the next Len bytes of a
-// content stream.
+// content stream (import's form of manifest.Span).
 type segment struct {
 	DiskOff int64
 	Len     int64
@@ -27,78 +26,61 @@ type chunkJob struct {
 	Places []placement
 }
 
-// planStream lays a chunk stream over the disk segments it fills, in order.
-// Export and the disk view of a mount both use it, so a stream is never
-// interpreted two ways.
-func planStream(refs []manifest.Ref, segs []segment) ([]chunkJob, error) {
-	jobs := make([]chunkJob, 0, len(refs))
-	si := 0
-	var segUsed int64
-	for _, r := range refs {
-		job := chunkJob{Ref: r}
-		var chunkOff int64
-		for chunkOff < int64(r.Size) {
-			if si >= len(segs) {
-				return nil, fmt.Errorf("content stream is longer than the disk ranges it fills")
-			}
-			s := segs[si]
-			n := min(s.Len-segUsed, int64(r.Size)-chunkOff)
-			job.Places = append(job.Places, placement{ChunkOff: chunkOff, DiskOff: s.DiskOff + segUsed, Len: n})
-			chunkOff += n
-			segUsed += n
-			if segUsed == s.Len {
-				si++
-				segUsed = 0
-			}
-		}
-		jobs = append(jobs, job)
-	}
-	if si != len(segs) {
-		return nil, fmt.Errorf("content stream is shorter than the disk ranges it fills")
-	}
-	return jobs, nil
-}
-
-// residualSegments returns the non-zero residual runs as segments.
-func residualSegments(m *manifest.Manifest) []segment {
-	var segs []segment
-	for _, r := range m.Residual {
-		if !r.Zero {
-			segs = append(segs, segment{r.Off, r.Len})
-		}
-	}
-	return segs
-}
-
-// fileSegments returns a file's extents as segments (extents are kept in
-// file order, which is the order of its content stream).
-func fileSegments(f *manifest.Entry) []segment {
-	segs := make([]segment, len(f.Extents))
-	for i, x := range f.Extents {
-		segs[i] = segment{x.DiskOff, x.Len}
-	}
-	return segs
-}
-
-// planDisk returns every chunk job needed to rebuild the disk.
+// planDisk returns the chunk jobs that rebuild the disk: every piece
+// manifest.LayDisk lays, grouped by chunk so each chunk is read and
+// decompressed once however often the disk repeats it. The placements of
+// all jobs share one array.
 func planDisk(m *manifest.Manifest) ([]chunkJob, error) {
-	jobs, err := planStream(m.ResidualData, residualSegments(m))
-	if err != nil {
-		return nil, fmt.Errorf("residual data: %w", err)
-	}
+	// Sizes from above: at most one job per chunk, one piece per chunk
+	// plus one per range it fills.
+	refs, spans := len(m.ResidualData), len(m.Residual)
 	for i := range m.Filesystems {
-		fs := &m.Filesystems[i]
-		for j := range fs.Files {
-			f := &fs.Files[j]
-			if len(f.Extents) == 0 {
-				continue // inline data lives in the residual inode table
+		for j := range m.Filesystems[i].Files {
+			f := &m.Filesystems[i].Files[j]
+			if len(f.Extents) > 0 {
+				refs += len(f.Content)
+				spans += len(f.Extents)
 			}
-			fj, err := planStream(f.Content, fileSegments(f))
-			if err != nil {
-				return nil, fmt.Errorf("partition %d inode %d: %w", fs.PartIndex, f.Ino, err)
-			}
-			jobs = append(jobs, fj...)
 		}
+	}
+	bound := refs + spans
+	var (
+		jobs   = make([]chunkJob, 0, refs)
+		counts = make([]int32, 0, refs)
+		byID   = make(map[chunker.ID]int32, refs)
+		flat   = make([]placement, 0, bound)
+		owner  = make([]int32, 0, bound) // the job of each flat placement
+		cur    int32
+	)
+	err := m.LayDisk(func(stream []manifest.Ref, p manifest.Piece) {
+		if p.ChunkOff == 0 { // a new chunk; later pieces of it follow at once
+			r := stream[p.Chunk]
+			j, ok := byID[r.ID]
+			if !ok {
+				j = int32(len(jobs))
+				byID[r.ID] = j
+				jobs = append(jobs, chunkJob{Ref: r})
+				counts = append(counts, 0)
+			}
+			cur = j
+		}
+		counts[cur]++
+		owner = append(owner, cur)
+		flat = append(flat, placement{ChunkOff: p.ChunkOff, DiskOff: p.Off, Len: p.Len})
+	})
+	if err != nil {
+		return nil, err
+	}
+	places := make([]placement, len(flat))
+	var start int32
+	for j := range jobs {
+		end := start + counts[j]
+		jobs[j].Places = places[start:start:end]
+		start = end
+	}
+	for i, p := range flat {
+		j := owner[i]
+		jobs[j].Places = append(jobs[j].Places, p)
 	}
 	return jobs, nil
 }

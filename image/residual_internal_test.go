@@ -62,7 +62,7 @@ func residualWithHoles(t *testing.T, w *repo.Writer, disk []byte, spans []segmen
 func rebuildResidual(w *repo.Writer, m *manifest.Manifest, disk []byte, spans []segment) error {
 	out := make([]byte, len(disk))
 	covered := make([]bool, len(disk))
-	jobs, err := planStream(m.ResidualData, residualSegments(m))
+	jobs, err := planDisk(m) // m has residual data only
 	if err != nil {
 		return err
 	}

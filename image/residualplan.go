@@ -39,31 +39,19 @@ func (im *importer) parentStream() *parentStream {
 		}
 	}
 	ps := &parentStream{refs: p.ResidualData, start: make([]int64, len(p.ResidualData)), end: make([]int64, len(p.ResidualData))}
-	segs := residualSegments(p)
-	si := 0
-	var used int64 // bytes of segs[si] taken by earlier chunks
-	for k, r := range p.ResidualData {
-		if si >= len(segs) || r.Size == 0 {
-			return nil
-		}
-		ps.start[k] = segs[si].DiskOff + used
-		left := int64(r.Size)
-		for left > 0 {
-			if si >= len(segs) {
-				return nil // stream longer than its runs
-			}
-			n := min(left, segs[si].Len-used)
-			left -= n
-			used += n
-			ps.end[k] = segs[si].DiskOff + used
-			if used == segs[si].Len {
-				si++
-				used = 0
-			}
+	for _, r := range p.ResidualData {
+		if r.Size == 0 {
+			return nil // a chunk with no bytes has no place
 		}
 	}
-	if si != len(segs) {
-		return nil // stream shorter than its runs
+	err := manifest.LayStream(p.ResidualData, p.ResidualSpans(), func(pc manifest.Piece) {
+		if pc.ChunkOff == 0 {
+			ps.start[pc.Chunk] = pc.Off
+		}
+		ps.end[pc.Chunk] = pc.Off + pc.Len
+	})
+	if err != nil {
+		return nil // the stream does not fill its runs
 	}
 	return ps
 }

@@ -1,8 +1,10 @@
 package mountfs
 
 import (
+	"cmp"
 	"fmt"
 	"io"
+	"slices"
 	"sort"
 
 	"mis/manifest"
@@ -86,96 +88,57 @@ func (v *View) chunksIn(from, to int64) []int32 {
 	return out
 }
 
-// span is a stretch of the linear space that takes the next Len bytes of a
-// content stream.
-type span struct {
-	Off, Len int64
-}
-
-// layStream lays a chunk stream over spans in order and appends the
-// resulting pieces. It must interpret a stream exactly as export does
-// (image.planStream): chunk bytes fill the spans front to back, a chunk may
-// straddle spans, and the stream must fill the spans exactly.
-func layStream(out []piece, refs []manifest.Ref, spans []span, index func(manifest.Ref) int32) ([]piece, error) {
-	si := 0
-	var used int64 // bytes of spans[si] already filled
-	for _, r := range refs {
-		c := index(r)
-		var chunkOff int64
-		for chunkOff < int64(r.Size) {
-			if si >= len(spans) {
-				return nil, fmt.Errorf("content stream is longer than the ranges it fills")
-			}
-			s := spans[si]
-			n := min(s.Len-used, int64(r.Size)-chunkOff)
-			out = append(out, piece{Off: s.Off + used, Len: n, Chunk: c, ChunkOff: uint32(chunkOff)})
-			chunkOff += n
-			used += n
-			if used == s.Len {
-				si++
-				used = 0
-			}
-		}
-	}
-	if si != len(spans) {
-		return nil, fmt.Errorf("content stream is shorter than the ranges it fills")
-	}
-	return out, nil
-}
-
-// newDiskView builds the view of the whole disk: the residual stream over
-// the non-zero runs plus every file's content over its extents.
+// newDiskView builds the view of the whole disk: every piece
+// manifest.LayDisk lays (the residual stream over the non-zero runs, every
+// file's content over its extents), the same pieces export writes.
 func newDiskView(m *manifest.Manifest, chunks *chunkStore) (*View, error) {
-	var spans []span
-	for _, r := range m.Residual {
-		if !r.Zero {
-			spans = append(spans, span{r.Off, r.Len})
+	pieces := make([]piece, 0, pieceBound(m))
+	var c int32
+	err := m.LayDisk(func(stream []manifest.Ref, p manifest.Piece) {
+		if p.ChunkOff == 0 { // a new chunk; later pieces of it follow at once
+			c = chunks.index(stream[p.Chunk])
 		}
-	}
-	pieces, err := layStream(nil, m.ResidualData, spans, chunks.index)
+		pieces = append(pieces, piece{Off: p.Off, Len: p.Len, Chunk: c, ChunkOff: uint32(p.ChunkOff)})
+	})
 	if err != nil {
-		return nil, fmt.Errorf("residual data: %w", err)
+		return nil, err
 	}
-	for i := range m.Filesystems {
-		fsys := &m.Filesystems[i]
-		for j := range fsys.Files {
-			f := &fsys.Files[j]
-			if len(f.Extents) == 0 {
-				continue // inline data lives in the residual inode table
-			}
-			spans = spans[:0]
-			for _, x := range f.Extents {
-				spans = append(spans, span{x.DiskOff, x.Len})
-			}
-			if pieces, err = layStream(pieces, f.Content, spans, chunks.index); err != nil {
-				return nil, fmt.Errorf("partition %d inode %d: %w", fsys.PartIndex, f.Ino, err)
-			}
-		}
-	}
-	sort.Slice(pieces, func(i, j int) bool { return pieces[i].Off < pieces[j].Off })
+	slices.SortFunc(pieces, func(a, b piece) int { return cmp.Compare(a.Off, b.Off) })
 	if err := checkPieces(pieces, m.DiskSize); err != nil {
 		return nil, fmt.Errorf("disk: %w", err)
 	}
 	return &View{size: m.DiskSize, pieces: pieces, chunks: chunks}, nil
 }
 
-// newFileView builds the view of one regular file: its content over its
-// extents (file offsets), or over [0, size) for inline data.
-func newFileView(e *manifest.Entry, chunks *chunkStore) (*View, error) {
-	spans := make([]span, 0, len(e.Extents))
-	for _, x := range e.Extents {
-		spans = append(spans, span{x.FileOff, x.Len})
-	}
-	if len(e.Extents) == 0 {
-		if n := manifest.StreamSize(e.Content); n > 0 {
-			spans = append(spans, span{0, n})
+// pieceBound is at least the number of pieces LayDisk lays: a stream has
+// at most one piece per chunk plus one per range it fills.
+func pieceBound(m *manifest.Manifest) int {
+	n := len(m.ResidualData) + len(m.Residual)
+	for i := range m.Filesystems {
+		for j := range m.Filesystems[i].Files {
+			if f := &m.Filesystems[i].Files[j]; len(f.Extents) > 0 {
+				n += len(f.Content) + len(f.Extents)
+			}
 		}
 	}
-	pieces, err := layStream(nil, e.Content, spans, chunks.index)
+	return n
+}
+
+// newFileView builds the view of one regular file: its content laid over
+// the file (manifest.Entry.LayFile).
+func newFileView(e *manifest.Entry, chunks *chunkStore) (*View, error) {
+	pieces := make([]piece, 0, len(e.Content)+len(e.Extents))
+	var c int32
+	err := e.LayFile(func(p manifest.Piece) {
+		if p.ChunkOff == 0 {
+			c = chunks.index(e.Content[p.Chunk])
+		}
+		pieces = append(pieces, piece{Off: p.Off, Len: p.Len, Chunk: c, ChunkOff: uint32(p.ChunkOff)})
+	})
 	if err != nil {
 		return nil, fmt.Errorf("inode %d: %w", e.Ino, err)
 	}
-	sort.Slice(pieces, func(i, j int) bool { return pieces[i].Off < pieces[j].Off })
+	slices.SortFunc(pieces, func(a, b piece) int { return cmp.Compare(a.Off, b.Off) })
 	if err := checkPieces(pieces, int64(e.Size)); err != nil {
 		return nil, fmt.Errorf("inode %d: %w", e.Ino, err)
 	}

@@ -14,8 +14,8 @@ import (
 	"mis/mountfs"
 )
 
-// TestDiskRawMatchesExport checks that image.Export and the mounted
-// disk.raw (read through FUSE) agree byte for byte, and both with the
+// TestDiskRawMatchesExport checks that image.Export, image.ExportStream
+// and the mounted disk.raw (read through FUSE) agree byte for byte, and both with the
 // original image, on every default fixture kind (and the Debian image
 // with MIS_FIXTURES_DEBIAN=1). Both lay the manifest's content streams
 // over the disk through manifest.LayDisk; this is the test that a
@@ -33,7 +33,17 @@ func TestDiskRawMatchesExport(t *testing.T) {
 			if err := image.Export(context.Background(), r, mnt.m, exported, image.ExportOptions{}); err != nil {
 				t.Fatalf("export: %v", err)
 			}
-			files := map[string]string{"export": exported, "disk.raw": filepath.Join(mnt.dir, "disk.raw"), "the image": src}
+			streamed := filepath.Join(t.TempDir(), "stream.raw")
+			sf, err := os.Create(streamed)
+			if err != nil {
+				t.Fatal(err)
+			}
+			// Through a plain io.Writer, as standard output sees it.
+			if err := image.ExportStream(context.Background(), r, mnt.m, struct{ io.Writer }{sf}, image.ExportOptions{}); err != nil {
+				t.Fatalf("export stream: %v", err)
+			}
+			sf.Close()
+			files := map[string]string{"export": exported, "stream": streamed, "disk.raw": filepath.Join(mnt.dir, "disk.raw"), "the image": src}
 			readers := map[string]io.ReaderAt{}
 			for name, path := range files {
 				f, err := os.Open(path)
@@ -50,7 +60,7 @@ func TestDiskRawMatchesExport(t *testing.T) {
 				}
 				readers[name] = f
 			}
-			if err := sameBytes(mnt.m.DiskSize, readers, "export", "disk.raw", "the image"); err != nil {
+			if err := sameBytes(mnt.m.DiskSize, readers, "export", "stream", "disk.raw", "the image"); err != nil {
 				t.Fatal(err)
 			}
 			if s := mnt.log.String(); s != "" {

@@ -24,6 +24,12 @@
 // checksums are not; structural checks (magic numbers, bounds, loops,
 // overlaps) catch corruption that would make the reader misbehave.
 //
+// Names: Walk reports only paths a file tree can hold. A directory entry
+// whose name is empty, "." or ".." (besides the real ones), contains "/"
+// or NUL, or repeats a name of its directory is reported under an escaped,
+// unique name and FS.Warn is told (see Walk); none is dropped silently.
+// name_len is one byte, as in the kernel, also without the filetype feature.
+//
 // Orphan lists are ignored: orphaned inodes are not reachable from the
 // root and thus not walked.
 package ext4

@@ -17,6 +17,10 @@ type FS struct {
 
 	cacheMu sync.Mutex
 	cache   map[uint64][]byte // small cache of metadata blocks (inode tables, dirs)
+
+	// Warn, when set (before use), receives what Walk reports about
+	// directory entries it could not take as they are (see Walk).
+	Warn func(msg string)
 }
 
 // groupDesc is the part of a group descriptor this reader needs.

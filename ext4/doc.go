@@ -17,7 +17,10 @@
 //
 // Refused with a clear error: a journal that needs recovery (ErrDirtyJournal;
 // not replayed), compression, dirdata, encryption and journal devices
-// (ErrUnsupported), and UsedBlocks on bigalloc filesystems.
+// (ErrUnsupported), and UsedBlocks on bigalloc filesystems. An inode whose
+// i_size exceeds what the kernel allows for it (FS.MaxFileSize: depends on
+// the block size, extents or block map, and huge_file) is corrupt, as the
+// kernel's iget says too (ErrCorrupt naming the inode and the limit).
 //
 // Checksums: only the superblock checksum (metadata_csum) is verified.
 // Group descriptor, inode, extent block, directory block and xattr block

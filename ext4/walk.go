@@ -99,7 +99,7 @@ func (w *walker) dir(path []byte, in *Inode, parent uint32, depth int) error {
 		p := append(append(path, '/'), e.Name...)
 		child, err := w.fs.Inode(e.Ino)
 		if err != nil {
-			return err
+			return fmt.Errorf("%w (at %q)", err, p)
 		}
 		if child.IsDir() && w.markDir(e.Ino) {
 			return corrupt("walk", e.Ino, 0, "directory reached twice (cycle or directory hard link), second time at %q", p)

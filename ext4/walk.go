@@ -47,7 +47,7 @@ func (fs *FS) Walk(fn WalkFunc) error {
 	if !root.IsDir() {
 		return corrupt("walk", RootIno, 0, "root inode is not a directory (mode 0%o)", root.Mode)
 	}
-	w := &walker{fs: fs, fn: fn, seenDir: make([]uint64, fs.sb.InodesCount/64+1)}
+	w := &walker{fs: fs, fn: fn, seenDir: map[uint32]struct{}{}}
 	w.markDir(RootIno)
 	if err := fn([]byte("/"), RootIno, root); err != nil {
 		if errors.Is(err, iofs.SkipDir) {
@@ -59,18 +59,19 @@ func (fs *FS) Walk(fn WalkFunc) error {
 }
 
 type walker struct {
-	fs      *FS
-	fn      WalkFunc
-	seenDir []uint64 // bitmap of directory inodes already entered
+	fs *FS
+	fn WalkFunc
+	// seenDir holds the directory inodes already entered: a set, not a
+	// bitmap of InodesCount bits (512 MiB for a crafted 2^32).
+	seenDir map[uint32]struct{}
 }
 
 // maxWalkDepth bounds recursion; PATH_MAX (4096) allows at most 2048 levels.
 const maxWalkDepth = 2048
 
 func (w *walker) markDir(ino uint32) bool {
-	word, bit := ino/64, uint64(1)<<(ino%64)
-	was := w.seenDir[word]&bit != 0
-	w.seenDir[word] |= bit
+	_, was := w.seenDir[ino]
+	w.seenDir[ino] = struct{}{}
 	return was
 }
 

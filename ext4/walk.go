@@ -180,16 +180,19 @@ func (w *walker) usableNames(path []byte, dir, parent uint32, ents []DirEntry) [
 			break
 		}
 	}
-	// Stable: among equal names the on-disk order decides who keeps it.
-	slices.SortStableFunc(ents, func(a, b DirEntry) int { return bytes.Compare(a.Name, b.Name) })
-	for i := 1; ok && i < len(ents); i++ {
-		ok = !bytes.Equal(ents[i-1].Name, ents[i].Name)
-	}
 	if ok {
-		return ents
+		sorted := slices.Clone(ents)
+		slices.SortFunc(sorted, func(a, b DirEntry) int { return bytes.Compare(a.Name, b.Name) })
+		for i := 1; ok && i < len(sorted); i++ {
+			ok = !bytes.Equal(sorted[i-1].Name, sorted[i].Name)
+		}
+		if ok {
+			return sorted
+		}
 	}
-	// Names kept as they are: usable ones, the first of each (sorted
-	// stably, so the first on disk).
+	// ents is still in on-disk order, which decides who keeps a name
+	// entered twice.
+	// Names kept as they are: usable ones, the first on disk of each.
 	taken := make(map[string]bool, len(ents))
 	keep := make([]bool, len(ents))
 	for i, e := range ents {

@@ -29,7 +29,20 @@ type DirEntry struct {
 // 4 GiB of dirents is already far beyond any real directory.
 const maxDirSize = 4 << 30
 
-// ReadDir lists directory ino without "." and "..", in on-disk order.
+// dirList is a directory's listing: its entries in on-disk order without
+// the real "." and ".." entries, and the inode numbers those two name
+// (0 when absent; an inline directory stores only its parent).
+type dirList struct {
+	ents        []DirEntry
+	dot, dotdot uint32
+}
+
+// ReadDir lists directory ino in on-disk order, without its real "." and
+// ".." entries (the first two entries of its first block). Names are the
+// raw bytes on disk: a corrupt or hostile directory may hold names no path
+// can use (empty, "." or ".." again, containing "/" or NUL) and the same
+// name twice; Walk gives such entries usable names.
+//
 // Htree directories are read linearly: the dx root block parses as "." and a
 // ".." spanning the block, and dx node blocks as one empty entry, so all
 // index blocks are skipped naturally, as the kernel's linear readdir does.
@@ -38,10 +51,14 @@ func (fs *FS) ReadDir(ino uint32) ([]DirEntry, error) {
 	if err != nil {
 		return nil, err
 	}
-	return fs.readDir(in)
+	l, err := fs.readDir(in)
+	if err != nil {
+		return nil, err
+	}
+	return l.ents, nil
 }
 
-func (fs *FS) readDir(in *Inode) ([]DirEntry, error) {
+func (fs *FS) readDir(in *Inode) (*dirList, error) {
 	if !in.IsDir() {
 		return nil, &Error{Op: "readdir", Ino: in.Ino, Err: errors.New("not a directory")}
 	}
@@ -51,7 +68,7 @@ func (fs *FS) readDir(in *Inode) ([]DirEntry, error) {
 	if in.Size > maxDirSize {
 		return nil, corrupt("readdir", in.Ino, 0, "directory size %d is absurd", in.Size)
 	}
-	var out []DirEntry
+	l := &dirList{}
 	if in.HasInlineData() {
 		data, err := fs.inlineData(in)
 		if err != nil {
@@ -61,17 +78,19 @@ func (fs *FS) readDir(in *Inode) ([]DirEntry, error) {
 			return nil, corrupt("readdir", in.Ino, 0, "inline directory of size %d has %d bytes of inline data", in.Size, len(data))
 		}
 		// First 4 bytes: parent inode; then entries in the rest of i_block
-		// and, separately, in the system.data value.
+		// and, separately, in the system.data value. There are no "." and
+		// ".." entries: any entry so named is not a real one.
+		l.dotdot = binary.LittleEndian.Uint32(data)
 		first := data[4:min(len(data), inlineBlockSize)]
-		if out, err = fs.parseDirBlock(in.Ino, 0, first, out); err != nil {
+		if err = fs.parseDirBlock(in.Ino, 0, first, false, l); err != nil {
 			return nil, err
 		}
 		if len(data) > inlineBlockSize {
-			if out, err = fs.parseDirBlock(in.Ino, 0, data[inlineBlockSize:], out); err != nil {
+			if err = fs.parseDirBlock(in.Ino, 0, data[inlineBlockSize:], false, l); err != nil {
 				return nil, err
 			}
 		}
-		return out, nil
+		return l, nil
 	}
 	m, err := fs.mapInode(in)
 	if err != nil {
@@ -88,12 +107,12 @@ func (fs *FS) readDir(in *Inode) ([]DirEntry, error) {
 			if err != nil {
 				return nil, &Error{Op: "readdir", Ino: in.Ino, Block: blk, Err: err}
 			}
-			if out, err = fs.parseDirBlock(in.Ino, blk, b, out); err != nil {
+			if err = fs.parseDirBlock(in.Ino, blk, b, e.Logical+i == 0, l); err != nil {
 				return nil, err
 			}
 		}
 	}
-	return out, nil
+	return l, nil
 }
 
 // recLen decodes a dirent rec_len (64 KiB blocks encode 65536 specially).
@@ -107,38 +126,48 @@ func (fs *FS) recLen(v uint16) int {
 	return int(v&65532) | int(v&3)<<16
 }
 
-// parseDirBlock appends the live entries of one directory block (or inline area).
-func (fs *FS) parseDirBlock(ino uint32, blk uint64, b []byte, out []DirEntry) ([]DirEntry, error) {
+// parseDirBlock appends the live entries of one directory block (or inline
+// area) to l. In the directory's first block (first), an entry "." at
+// offset 0 and an entry ".." right after it are the real dot entries:
+// recorded in l.dot and l.dotdot, not listed.
+func (fs *FS) parseDirBlock(ino uint32, blk uint64, b []byte, first bool, l *dirList) error {
 	le := binary.LittleEndian
 	filetype := fs.sb.HasFiletype()
-	for p := 0; p < len(b); {
+	for p, k := 0, 0; p < len(b); k++ {
 		if p+8 > len(b) {
-			return nil, corrupt("readdir", ino, blk, "entry at offset %d truncated", p)
+			return corrupt("readdir", ino, blk, "entry at offset %d truncated", p)
 		}
 		child := le.Uint32(b[p:])
 		rl := fs.recLen(le.Uint16(b[p+4:]))
+		// name_len is one byte, as in the kernel and e2fsprogs; the next
+		// byte is the file type with the filetype feature, else ignored
+		// (old ext2 documents a 16-bit name_len, but no reader uses it:
+		// names are at most 255 bytes).
 		nameLen := int(b[p+6])
 		ft := uint8(DTUnknown)
 		if filetype {
 			ft = b[p+7]
-		} else {
-			nameLen |= int(b[p+7]) << 8
 		}
 		if rl < 8 || rl%4 != 0 || p+rl > len(b) || (child != 0 && 8+nameLen > rl) {
-			return nil, corrupt("readdir", ino, blk, "entry at offset %d: rec_len %d, name_len %d in a %d-byte block", p, rl, nameLen, len(b))
+			return corrupt("readdir", ino, blk, "entry at offset %d: rec_len %d, name_len %d in a %d-byte block", p, rl, nameLen, len(b))
 		}
 		if child != 0 {
 			name := b[p+8 : p+8+nameLen]
 			if child > fs.sb.InodesCount {
-				return nil, corrupt("readdir", ino, blk, "entry %q points to inode %d beyond %d", name, child, fs.sb.InodesCount)
+				return corrupt("readdir", ino, blk, "entry %q points to inode %d beyond %d", name, child, fs.sb.InodesCount)
 			}
-			if !(nameLen == 1 && name[0] == '.') && !(nameLen == 2 && name[0] == '.' && name[1] == '.') {
-				out = append(out, DirEntry{Name: append([]byte(nil), name...), Ino: child, FileType: ft})
+			switch {
+			case first && k == 0 && string(name) == ".":
+				l.dot = child
+			case first && k == 1 && l.dot != 0 && string(name) == "..":
+				l.dotdot = child
+			default:
+				l.ents = append(l.ents, DirEntry{Name: append([]byte(nil), name...), Ino: child, FileType: ft})
 			}
 		}
 		p += rl
 	}
-	return out, nil
+	return nil
 }
 
 var _ io.ReaderAt = (*File)(nil)

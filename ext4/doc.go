@@ -17,12 +17,21 @@
 //
 // Refused with a clear error: a journal that needs recovery (ErrDirtyJournal;
 // not replayed), compression, dirdata, encryption and journal devices
-// (ErrUnsupported), and UsedBlocks on bigalloc filesystems.
+// (ErrUnsupported), and UsedBlocks on bigalloc filesystems. An inode whose
+// i_size exceeds what the kernel allows for it (FS.MaxFileSize: depends on
+// the block size, extents or block map, and huge_file) is corrupt, as the
+// kernel's iget says too (ErrCorrupt naming the inode and the limit).
 //
 // Checksums: only the superblock checksum (metadata_csum) is verified.
 // Group descriptor, inode, extent block, directory block and xattr block
 // checksums are not; structural checks (magic numbers, bounds, loops,
 // overlaps) catch corruption that would make the reader misbehave.
+//
+// Names: Walk reports only paths a file tree can hold. A directory entry
+// whose name is empty, "." or ".." (besides the real ones), contains "/"
+// or NUL, or repeats a name of its directory is reported under an escaped,
+// unique name and FS.Warn is told (see Walk); none is dropped silently.
+// name_len is one byte, as in the kernel, also without the filetype feature.
 //
 // Orphan lists are ignored: orphaned inodes are not reachable from the
 // root and thus not walked.

@@ -17,6 +17,10 @@ type FS struct {
 
 	cacheMu sync.Mutex
 	cache   map[uint64][]byte // small cache of metadata blocks (inode tables, dirs)
+
+	// Warn, when set (before use), receives what Walk reports about
+	// directory entries it could not take as they are (see Walk).
+	Warn func(msg string)
 }
 
 // groupDesc is the part of a group descriptor this reader needs.
@@ -120,7 +124,10 @@ func (fs *FS) readGroupDescs() error {
 	n := fs.sb.GroupCount()
 	ds := uint64(fs.sb.DescSize)
 	perBlock := fs.bs / ds
-	fs.groups = make([]groupDesc, n)
+	// Grown as descriptors are read and checked, not sized from the
+	// superblock: a crafted group count on a big (sparse) device would
+	// otherwise allocate gigabytes before the first bad descriptor.
+	fs.groups = make([]groupDesc, 0, min(uint64(n), 1<<16))
 	buf := make([]byte, fs.bs)
 	for i := uint64(0); i*perBlock < uint64(n); i++ {
 		blk := fs.descBlock(i)
@@ -129,7 +136,8 @@ func (fs *FS) readGroupDescs() error {
 		}
 		for j := uint64(0); j < perBlock && i*perBlock+j < uint64(n); j++ {
 			d := buf[j*ds : (j+1)*ds]
-			g := &fs.groups[i*perBlock+j]
+			fs.groups = append(fs.groups, groupDesc{})
+			g := &fs.groups[len(fs.groups)-1]
 			g.blockBitmap = uint64(le.Uint32(d[0:]))
 			g.inodeBitmap = uint64(le.Uint32(d[4:]))
 			g.inodeTable = uint64(le.Uint32(d[8:]))

@@ -113,10 +113,26 @@ func (fs *FS) decodeInode(ino uint32, raw []byte) (*Inode, error) {
 	in.Mode = le.Uint16(raw[0:])
 	in.UID = uint32(le.Uint16(raw[2:])) | uint32(le.Uint16(raw[0x78:]))<<16
 	in.GID = uint32(le.Uint16(raw[0x18:])) | uint32(le.Uint16(raw[0x7A:]))<<16
-	in.Size = uint64(le.Uint32(raw[4:])) | uint64(le.Uint32(raw[0x6C:]))<<32
+	in.Size = uint64(le.Uint32(raw[4:]))
+	if in.IsReg() || fs.sb.FeatureIncompat&IncompatLargeDir != 0 {
+		// As the kernel (ext4_isize): i_size_high was i_dir_acl in ext2.
+		in.Size |= uint64(le.Uint32(raw[0x6C:])) << 32
+	}
 	in.Links = le.Uint16(raw[0x1A:])
 	in.Dtime = le.Uint32(raw[0x14:])
 	in.Flags = le.Uint32(raw[0x20:])
+	if max := fs.MaxFileSize(in.HasExtents()); in.Size > max {
+		mapping := "block-mapped"
+		if in.HasExtents() {
+			mapping = "extent-mapped"
+		}
+		huge := "without"
+		if fs.sb.HasHugeFile() {
+			huge = "with"
+		}
+		return nil, corrupt("read inode", ino, 0, "i_size %d is larger than %d, the most the kernel allows for %s inodes with %d-byte blocks %s huge_file (it refuses this inode too)",
+			in.Size, max, mapping, fs.bs, huge)
+	}
 	copy(in.Block[:], raw[0x28:0x64])
 	in.Generation = le.Uint32(raw[0x64:])
 	in.FileACL = uint64(le.Uint32(raw[0x68:])) | uint64(le.Uint16(raw[0x76:]))<<32
@@ -162,3 +178,55 @@ func (fs *FS) decodeInode(ino uint32, raw []byte) (*Inode, error) {
 	}
 	return in, nil
 }
+
+// MaxFileSize is the largest i_size the kernel accepts for an inode of
+// this filesystem (ext4_get_maxbytes: s_maxbytes for extent-mapped inodes,
+// s_bitmap_maxbytes for the others). A larger i_size makes the kernel
+// refuse the inode ("iget: bad i_size value", EFSCORRUPTED), so the reader
+// refuses it too.
+func (fs *FS) MaxFileSize(extents bool) uint64 {
+	bits := uint(10 + fs.sb.Raw[0x18]) // s_log_block_size, checked <= 6 by Open
+	return uint64(maxFileSize(bits, fs.sb.HasHugeFile(), extents))
+}
+
+// maxFileSize follows the kernel's ext4_max_size (extents) and
+// ext4_max_bitmap_size (block maps) for block size 1<<bits. Both bound
+// the logical block numbers the mapping can address; without huge_file
+// also the 2^32 512-byte sectors i_blocks can count (for block maps
+// including the indirect blocks a dense file needs).
+func maxFileSize(bits uint, hugeFile, extents bool) int64 {
+	const maxLFS = 1<<63 - 1
+	if extents {
+		upper := int64(maxLFS)
+		if !hugeFile {
+			upper = (1<<32 - 1) >> (bits - 9) << bits
+		}
+		// ee_block is 32 bits; one block less so ee_len can cover the last.
+		return min(int64(1<<32-1)<<bits, upper)
+	}
+	ppb := int64(1) << (bits - 2) // block numbers per indirect block
+	upper := int64(1<<48 - 1)
+	if !hugeFile {
+		upper = (1<<32 - 1) >> (bits - 9)
+	}
+	res := 12 + ppb + ppb*ppb + ppb*ppb*ppb
+	meta := 1 + (1 + ppb) + (1 + ppb + ppb*ppb)
+	if res+meta > upper {
+		// i_blocks limits the file: as many data blocks as fit beside
+		// the indirect blocks they need.
+		res = upper
+		upper -= 12 + ppb
+		meta = 1
+		if upper < ppb*ppb {
+			meta += 1 + ceilDiv(upper, ppb)
+		} else {
+			meta += 1 + ppb
+			upper -= ppb * ppb
+			meta += 1 + ceilDiv(upper, ppb) + ceilDiv(upper, ppb*ppb)
+		}
+		res -= meta
+	}
+	return min(res<<bits, maxLFS)
+}
+
+func ceilDiv(a, b int64) int64 { return (a + b - 1) / b }

@@ -184,6 +184,9 @@ func parseSuperblock(raw []byte, devSize int64) (*Superblock, error) {
 		return nil, bad("inodes per group %d out of range (1..%d)", s.InodesPerGroup, 8*s.BlockSize)
 	case s.BlocksCount <= uint64(s.FirstDataBlock):
 		return nil, bad("block count %d not above first data block %d", s.BlocksCount, s.FirstDataBlock)
+	case (s.BlocksCount-uint64(s.FirstDataBlock)+uint64(s.BlocksPerGroup)-1)/uint64(s.BlocksPerGroup) > 1<<32-1:
+		// as the kernel: group numbers are 32-bit (GroupCount would wrap)
+		return nil, bad("%d blocks in groups of %d make more than 2^32 groups", s.BlocksCount, s.BlocksPerGroup)
 	case s.FirstDataBlock != 0 && !(s.BlockSize == 1024 && s.FirstDataBlock == 1):
 		return nil, bad("first data block %d impossible for block size %d", s.FirstDataBlock, s.BlockSize)
 	case s.BlocksCount > uint64(devSize)/uint64(s.BlockSize):

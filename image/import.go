@@ -282,6 +282,8 @@ func (im *importer) importExt(p disk.Partition) (*manifest.Filesystem, error) {
 	if err != nil {
 		return nil, err
 	}
+	// Entries the walk renames (names no path can hold) are reported.
+	fs.Warn = func(msg string) { im.warn("partition %d: %s", p.Index, msg) }
 	sb := fs.Super()
 	out := &manifest.Filesystem{
 		PartIndex: p.Index, Type: extTypeName(sb), Offset: p.Start, Size: p.Size,

@@ -317,6 +317,10 @@ func (d *decoder) entries() []Entry {
 				break
 			}
 			rest := d.bytes()
+			if d.pathBudget -= int64(shared) + int64(len(rest)); d.pathBudget < 0 {
+				d.fail("paths expand to more than %d bytes from %d bytes of input (corrupt or crafted prefix sharing)", pathBudget(len(d.b)), len(d.b))
+				break
+			}
 			p := d.nameSlab.take(int(shared) + len(rest))
 			copy(p, prevPath[:shared])
 			copy(p[shared:], rest)

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"math/rand/v2"
 	"reflect"
+	"runtime/metrics"
+	"strings"
 	"testing"
 
 	"mis/manifest"
@@ -82,6 +84,12 @@ func decodeAndApply(base *manifest.Manifest, b []byte) {
 	_, _ = manifest.Encode(m)
 }
 
+// FuzzDecodeStream decodes what a version stores (binary manifest, format
+// 1 JSON, MISLAYER layer), applies a layer to a fixed base, and checks
+// that whatever decodes and validates survives a re-encode. An input that
+// makes the decoder allocate more than 256 MiB fails. The seeds are made
+// here from a fixed generator seed (deterministic, so nothing needs to be
+// stored beside them).
 func FuzzDecodeStream(f *testing.F) {
 	rng := rand.New(rand.NewPCG(3, 3))
 	base := manifesttest.Realistic(rng, 40)
@@ -90,7 +98,18 @@ func FuzzDecodeStream(f *testing.F) {
 	f.Add(b)
 	f.Add(j)
 	f.Add(manifest.EncodeLayer(manifest.Diff(base, manifesttest.Edit(rng, base, 0.3))))
+	// a layer that changes the layout and removes a filesystem's entries
+	other := manifesttest.Clone(base)
+	other.Layout.Kind, other.Layout.Signature = "mbr", 0x1234
+	if len(other.Filesystems) > 0 {
+		other.Filesystems[0].Files = other.Filesystems[0].Files[:len(other.Filesystems[0].Files)/2]
+	}
+	f.Add(manifest.EncodeLayer(manifest.Diff(base, other)))
+	empty, _ := manifest.Encode(&manifest.Manifest{FormatVersion: manifest.FormatVersion})
+	f.Add(empty)
+	f.Add(manifest.EncodeLayer(manifest.Diff(base, base)))
 	f.Fuzz(func(t *testing.T, in []byte) {
+		defer checkAllocs(t, 256<<20)()
 		m, l, err := manifest.DecodeStream(in)
 		if err != nil {
 			return
@@ -122,6 +141,52 @@ func FuzzDecodeStream(f *testing.F) {
 			t.Fatalf("re-encoding changed the bytes")
 		}
 	})
+}
+
+// checkAllocs fails the input if it made the process allocate more than
+// limit bytes: Go's fuzzer does not see allocations that never touch
+// memory.
+func checkAllocs(t *testing.T, limit uint64) func() {
+	s := []metrics.Sample{{Name: "/gc/heap/allocs:bytes"}}
+	metrics.Read(s)
+	before := s[0].Value.Uint64()
+	return func() {
+		metrics.Read(s)
+		if n := s[0].Value.Uint64() - before; n > limit {
+			t.Fatalf("allocated %d MiB for one input", n>>20)
+		}
+	}
+}
+
+// TestPathPrefixAmplification: each path is stored as the prefix it
+// shares with the previous one plus the rest, so 4 bytes can stand for a
+// 32 KiB path. 1500 such paths (38 KB of input) made the decoder build
+// 48 MiB of paths (20000 x 60 KB from 140 KB: 1.25 GiB and 30 s); it now
+// stops at a budget proportional to the input.
+func TestPathPrefixAmplification(t *testing.T) {
+	long := bytes.Repeat([]byte("p"), 32<<10)
+	paths := make([][]byte, 1500)
+	for i := range paths {
+		paths[i] = long
+	}
+	m := &manifest.Manifest{FormatVersion: manifest.FormatVersion, Filesystems: []manifest.Filesystem{{PartIndex: 1, Type: "ext4",
+		Files: []manifest.Entry{{Ino: 2, Paths: [][]byte{long}, Mode: manifest.ModeDir}, {Ino: 3, Paths: paths, Mode: manifest.ModeRegular}}}}}
+	in, _ := manifest.Encode(m)
+	check := checkAllocs(t, 32<<20)
+	_, _, err := manifest.DecodeStream(in)
+	check()
+	if err == nil || !strings.Contains(err.Error(), "paths") {
+		t.Fatalf("%d-byte input: %v, want an error about the paths", len(in), err)
+	}
+	t.Logf("%d-byte input: %v", len(in), err)
+	// A layer carries entries the same way.
+	l := manifest.EncodeLayer(&manifest.Layer{Filesystems: []manifest.FSLayer{{Base: -1, Params: &manifest.Filesystem{}, Changed: m.Filesystems[0].Files}}})
+	check = checkAllocs(t, 32<<20)
+	_, _, err = manifest.DecodeStream(l)
+	check()
+	if err == nil || !strings.Contains(err.Error(), "paths") {
+		t.Fatalf("layer: %v, want an error about the paths", err)
+	}
 }
 
 func benchManifest(b *testing.B) *manifest.Manifest {

@@ -38,6 +38,8 @@ type decoder struct {
 	xattrSlab  slab[Xattr]
 	nameSlab   slab[byte]
 	intern     map[string]string
+	// pathBudget is what is left of the bytes paths may decode to.
+	pathBudget int64
 }
 
 func (d *decoder) fail(format string, args ...any) {

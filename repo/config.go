@@ -142,7 +142,7 @@ func Init(dir string, opt InitOptions) error {
 type Repo struct {
 	dir   string
 	cfg   Config
-	packs *LocalPackStore
+	packs PackStore
 }
 
 // Open opens the repository in dir.

@@ -2,9 +2,7 @@ package repo
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"io/fs"
 	"sort"
 
 	badger "github.com/dgraph-io/badger/v4"
@@ -41,9 +39,10 @@ import (
 //
 // What the writer lock does not cover: a reader (export, mount) looks up
 // chunk locations in a short session and reads packs later. A pack it
-// already has open stays readable after gc unlinks it; for one it opens
-// later, ChunkReader looks the chunk up again and follows it to its new
-// pack (packs are immutable and named by content, so never wrong data).
+// already has open stays readable after gc removes it (local store) or
+// fails with fs.ErrNotExist (object stores); for a pack that is gone,
+// ChunkReader looks the chunk up again and follows it to its new pack
+// (packs are immutable and named by content, so never wrong data).
 
 // GCOptions tunes which packs gc rewrites.
 type GCOptions struct {
@@ -143,7 +142,7 @@ func (w *Writer) GC(ctx context.Context, live func(yield func(chunker.ID) error)
 	if err != nil {
 		return rep, err
 	}
-	if err := w.r.packs.List(func(_ string, size int64) error {
+	if err := w.r.packs.List(ctx, func(_ string, size int64) error {
 		rep.PacksBefore++
 		rep.PackBytesBefore += size
 		return nil
@@ -181,7 +180,7 @@ func (w *Writer) GC(ctx context.Context, live func(yield func(chunker.ID) error)
 		}
 	}
 	w.mu.Lock()
-	err = w.sealLocked()
+	err = w.sealLocked(ctx)
 	rep.PacksWritten = int64(len(w.sealed))
 	w.mu.Unlock()
 	if err != nil {
@@ -240,12 +239,12 @@ func (w *Writer) GC(ctx context.Context, live func(yield func(chunker.ID) error)
 
 	// 6. remove the old packs
 	for _, p := range removed {
-		if err := w.r.packs.Remove(p.name); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		if err := w.r.packs.Remove(ctx, p.name); err != nil {
 			return rep, fmt.Errorf("gc: remove pack %s: %w", p.name, err)
 		}
 		step("removed")
 	}
-	if err := w.r.packs.List(func(_ string, size int64) error {
+	if err := w.r.packs.List(ctx, func(_ string, size int64) error {
 		rep.PacksAfter++
 		rep.PackBytesAfter += size
 		return nil
@@ -331,7 +330,7 @@ func (w *Writer) gcCopy(ctx context.Context, p *gcPack) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	data, err := readPackBytes(w.r.packs, p.name)
+	data, err := readPackBytes(ctx, w.r.packs, p.name)
 	if err != nil {
 		return fmt.Errorf("gc: read pack %s: %w", p.name, err)
 	}
@@ -345,7 +344,7 @@ func (w *Writer) gcCopy(ctx context.Context, p *gcPack) error {
 		if end > uint64(len(data)) {
 			return fmt.Errorf("gc: chunk %s lies outside pack %s: run mis verify", c.id, p.name)
 		}
-		if err := w.appendStoredLocked(c.id, data[c.loc.Offset:end], locationFlags(c.loc), int(c.loc.RawLen)); err != nil {
+		if err := w.appendStoredLocked(ctx, c.id, data[c.loc.Offset:end], locationFlags(c.loc), int(c.loc.RawLen)); err != nil {
 			return err
 		}
 	}
@@ -354,7 +353,7 @@ func (w *Writer) gcCopy(ctx context.Context, p *gcPack) error {
 
 // appendStoredLocked adds a chunk already in stored form to the open pack,
 // even when the chunk is indexed elsewhere (gc moves it). w.mu is held.
-func (w *Writer) appendStoredLocked(id chunker.ID, stored []byte, flags uint8, rawLen int) error {
+func (w *Writer) appendStoredLocked(ctx context.Context, id chunker.ID, stored []byte, flags uint8, rawLen int) error {
 	if err := w.checkOpen(); err != nil {
 		return err
 	}
@@ -363,7 +362,7 @@ func (w *Writer) appendStoredLocked(id chunker.ID, stored []byte, flags uint8, r
 	}
 	target := w.r.cfg.PackTargetSize
 	if w.cur != nil && w.cur.b.size()+int64(len(stored)) > target {
-		if err := w.sealLocked(); err != nil {
+		if err := w.sealLocked(ctx); err != nil {
 			return err
 		}
 	}

@@ -102,4 +102,5 @@
 // looks the chunk up again, since gc may have moved it), Remove of a
 // missing pack succeeds, a pack is visible only once completely stored,
 // and re-putting a name is harmless because names are content hashes.
+// packstoretest.Run checks a store against the contract.
 package repo

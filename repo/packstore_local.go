@@ -114,6 +114,9 @@ func (c ctxReader) Read(p []byte) (int, error) {
 
 // RemoveIncomplete implements PackStore: it empties tmp/.
 func (s *LocalPackStore) RemoveIncomplete(ctx context.Context) (removed int, err error) {
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
 	tmpDir := filepath.Join(s.dir, tmpDirName)
 	entries, err := os.ReadDir(tmpDir)
 	if errors.Is(err, fs.ErrNotExist) {
@@ -187,6 +190,9 @@ func (s *LocalPackStore) Stat(ctx context.Context, name string) (int64, error) {
 
 // List implements PackStore. Files that do not look like packs are skipped.
 func (s *LocalPackStore) List(ctx context.Context, fn func(name string, size int64) error) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
 	subs, err := os.ReadDir(s.dir)
 	if err != nil {
 		return err

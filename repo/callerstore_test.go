@@ -8,6 +8,8 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"mis/chunker"
 )
 
 // countingStore counts the calls made to the store it wraps.
@@ -165,6 +167,76 @@ func expectCalls(t *testing.T, what string, calls map[string]int, methods ...str
 	for _, m := range methods {
 		if calls[m] == 0 {
 			t.Errorf("%s: no call to %s went through the caller's store (calls: %v)", what, m, calls)
+		}
+	}
+}
+
+// objectLikeStore behaves as an object store does after a DELETE: a read
+// through a handle opened before the pack was removed fails with
+// fs.ErrNotExist (the local store would keep serving the open file).
+type objectLikeStore struct{ PackStore }
+
+type objectLikeReader struct {
+	PackReader
+	s    objectLikeStore
+	name string
+}
+
+func (s objectLikeStore) Open(ctx context.Context, name string) (PackReader, error) {
+	pr, err := s.PackStore.Open(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	return objectLikeReader{pr, s, name}, nil
+}
+
+func (r objectLikeReader) ReadAt(ctx context.Context, p []byte, off int64) (int, error) {
+	if _, err := r.s.Stat(ctx, r.name); err != nil {
+		return 0, err
+	}
+	return r.PackReader.ReadAt(ctx, p, off)
+}
+
+// TestReaderFollowsChunksWhenOpenPackVanishes: a ChunkReader holding
+// handles of packs that gc then removes must, on an object store, find the
+// chunks in their new packs when the ranged read says the pack is gone.
+func TestReaderFollowsChunksWhenOpenPackVanishes(t *testing.T) {
+	base := gcSetup(t, 6, 2, 3, 5, 6)
+	ctx := context.Background()
+	r, err := Open(base.Dir(), WithPackStore(objectLikeStore{NewLocalPackStore(filepath.Join(base.Dir(), packsDir))}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []chunker.ID
+	for _, rec := range loadVersions(t, r) {
+		for _, s := range rec.Refs {
+			id, err := chunker.ParseID(s)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ids = append(ids, id)
+		}
+	}
+	stale, err := r.Lookup(ctx, ids)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cr := r.NewChunkReader()
+	defer cr.Close()
+	for _, id := range ids { // open (and cache) every pack
+		if _, err := cr.Read(id, stale[id], nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	w := openWriter(t, r)
+	rep, err := w.GC(ctx, liveOf(ctx, w), GCOptions{})
+	w.Close()
+	if err != nil || rep.PacksDeleted == 0 {
+		t.Fatalf("gc removed no pack, the test proves nothing: %+v %v", rep, err)
+	}
+	for _, id := range ids {
+		if _, err := cr.ReadContext(ctx, id, stale[id], nil); err != nil {
+			t.Fatalf("read through a handle opened before gc: %v", err)
 		}
 	}
 }

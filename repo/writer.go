@@ -35,6 +35,10 @@ type Writer struct {
 	stats   WriteStats
 	closed  bool
 	spare   []byte // buffer of the last sealed pack, reused for the next
+	// gen counts the calls through which a caller may come to reference a
+	// chunk (Has, Commit, Update): a gc plan made at one gen is stale at
+	// another.
+	gen uint64
 }
 
 // openPack is the pack being filled; once sealed it keeps only its name.
@@ -269,6 +273,7 @@ func (w *Writer) Has(id chunker.ID) (bool, error) {
 }
 
 func (w *Writer) hasLocked(id chunker.ID) (bool, error) {
+	w.gen++
 	if _, ok := w.pending[id]; ok {
 		return true, nil
 	}
@@ -420,6 +425,7 @@ func (w *Writer) Commit(ctx context.Context, fn func(tx *Tx) error) error {
 	if err := w.checkOpen(); err != nil {
 		return err
 	}
+	w.gen++
 	if err := w.sealLocked(ctx); err != nil {
 		return err
 	}
@@ -443,6 +449,7 @@ func (w *Writer) Update(ctx context.Context, fn func(tx *Tx) error) error {
 	if err := w.checkOpen(); err != nil {
 		return err
 	}
+	w.gen++
 	return w.readWriteSessionLocked(ctx, func(db *badger.DB) error { return runUpdate(db, fn) })
 }
 

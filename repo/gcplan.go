@@ -82,7 +82,7 @@ func (w *Writer) PlanGC(ctx context.Context, live func(yield func(chunker.ID) er
 	if err := w.commitPending(ctx); err != nil {
 		return nil, err
 	}
-	plan := &GCPlan{Report: GCReport{DryRun: true}, w: w, stepFn: opt.step}
+	plan := &GCPlan{Report: GCReport{DryRun: true}, Rewrite: []GCPack{}, Drop: []GCPack{}, w: w, stepFn: opt.step}
 	// 1. mark
 	marked := map[chunker.ID]struct{}{}
 	if err := live(func(id chunker.ID) error {

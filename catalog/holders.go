@@ -135,6 +135,12 @@ func (c *Catalog) GC(ctx context.Context, w *repo.Writer, opt repo.GCOptions) (r
 	return w.GC(ctx, c.liveChunks(ctx), opt)
 }
 
+// PlanGC is GC's first half (repo.Writer.PlanGC) with the same check:
+// what gc would do, to print or to pass to w.ExecuteGC.
+func (c *Catalog) PlanGC(ctx context.Context, w *repo.Writer, opt repo.GCOptions) (*repo.GCPlan, error) {
+	return w.PlanGC(ctx, c.liveChunks(ctx), opt)
+}
+
 func (c *Catalog) liveChunks(ctx context.Context) func(yield func(chunker.ID) error) error {
 	versions := layer.LiveChunks(ctx, c.r)
 	return func(yield func(chunker.ID) error) error {

@@ -1,6 +1,7 @@
 package repo
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
@@ -47,6 +48,11 @@ type InitOptions struct {
 	Chunker        chunker.Params
 	PackTargetSize int64
 	ZstdLevel      string
+	// PackStore, if set, is the store the repository's packs will live in
+	// (pass the same one to Open). Init refuses a store that already holds
+	// packs: the first writer would index them as this repository's own.
+	// Default: the local directory DIR/packs.
+	PackStore PackStore
 }
 
 const (
@@ -90,6 +96,11 @@ func Init(dir string, opt InitOptions) error {
 	}
 	if err := cfg.validate(); err != nil {
 		return fmt.Errorf("init %s: %w", dir, err)
+	}
+	if opt.PackStore != nil {
+		if err := checkEmptyStore(opt.PackStore); err != nil {
+			return fmt.Errorf("init %s: %w", dir, err)
+		}
 	}
 	var idBytes [16]byte
 	if _, err := rand.Read(idBytes[:]); err != nil {
@@ -137,16 +148,36 @@ func Init(dir string, opt InitOptions) error {
 	return durable.WriteFile(filepath.Join(dir, configName), append(data, '\n'), 0o644)
 }
 
+// checkEmptyStore fails if s holds any pack.
+func checkEmptyStore(s PackStore) error {
+	errNotEmpty := errors.New("the pack store already holds packs")
+	err := s.List(context.Background(), func(string, int64) error { return errNotEmpty })
+	if err != nil && err != errNotEmpty {
+		return fmt.Errorf("list pack store: %w", err)
+	}
+	return err
+}
+
 // Repo is an open repository. Opening reads only config.json; the
 // metadata database is opened per session (View, Writer).
 type Repo struct {
 	dir   string
 	cfg   Config
-	packs *LocalPackStore
+	packs PackStore
+}
+
+// An Option changes how Open opens a repository.
+type Option func(*Repo)
+
+// WithPackStore makes the repository keep its packs in s instead of the
+// local directory DIR/packs. Every process opening the repository must
+// pass the same store.
+func WithPackStore(s PackStore) Option {
+	return func(r *Repo) { r.packs = s }
 }
 
 // Open opens the repository in dir.
-func Open(dir string) (*Repo, error) {
+func Open(dir string, opts ...Option) (*Repo, error) {
 	data, err := os.ReadFile(filepath.Join(dir, configName))
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, fmt.Errorf("%s is not a mis repository (no %s)", dir, configName)
@@ -165,7 +196,14 @@ func Open(dir string) (*Repo, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, fmt.Errorf("%s: %s: %w", dir, configName, err)
 	}
-	return &Repo{dir: dir, cfg: cfg, packs: NewLocalPackStore(filepath.Join(dir, packsDir))}, nil
+	r := &Repo{dir: dir, cfg: cfg}
+	for _, o := range opts {
+		o(r)
+	}
+	if r.packs == nil {
+		r.packs = NewLocalPackStore(filepath.Join(dir, packsDir))
+	}
+	return r, nil
 }
 
 // Config returns the repository configuration.

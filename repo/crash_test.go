@@ -52,7 +52,7 @@ func TestHelperProcess(t *testing.T) {
 			os.Exit(1)
 		}
 		w.mu.Lock()
-		err := w.sealLocked()
+		err := w.sealLocked(ctx)
 		w.mu.Unlock()
 		if err != nil {
 			fmt.Println("error:", err)
@@ -194,7 +194,7 @@ func TestCrashBetweenPackWriteAndIndex(t *testing.T) {
 	h.waitFor(t, "ready")
 	h.kill()
 	// Leave a half-written pack in tmp as a crash during write would.
-	if err := os.WriteFile(r.packs.dir+"/tmp/pack-leftover", []byte("MISPACK1 partial"), 0o644); err != nil {
+	if err := os.WriteFile(localPacks(r).dir+"/tmp/pack-leftover", []byte("MISPACK1 partial"), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	packs := listPacks(t, r)
@@ -226,7 +226,7 @@ func TestCrashBetweenPackWriteAndIndex(t *testing.T) {
 		t.Fatalf("data rewritten after recovery: %+v", st)
 	}
 	w.Close()
-	if left, _ := os.ReadDir(r.packs.dir + "/tmp"); len(left) != 0 {
+	if left, _ := os.ReadDir(localPacks(r).dir + "/tmp"); len(left) != 0 {
 		t.Fatalf("tmp leftovers not removed: %v", left)
 	}
 	if after := fileModTimes(t, r); len(after) != len(mtimes) {

@@ -85,12 +85,22 @@
 //     record), syncs, closes, and reopens read-only. So a chunk is indexed
 //     only after its pack is durable, and a version is visible only after
 //     all its chunks are.
-//   - Recovery, at OpenWriter: packs/tmp is emptied; every pack in storage
+//   - Recovery, at OpenWriter: leftovers of interrupted pack writes are
+//     removed (PackStore.RemoveIncomplete: packs/tmp is emptied); every pack in storage
 //     without a "p/" entry (sealed by a writer that died before Commit) is
 //     read, its name and trailer checked, and its chunks indexed, so its
 //     data is reused rather than rewritten; an unreadable one is removed
 //     with a warning.
 //
-// Pack storage is behind PackStore (Create/Open/List/Remove), so an object
-// store can replace the local directory later.
+// # Pack storage
+//
+// Packs are read and written only through PackStore (Put, Open + ranged
+// ReadAt, Stat, List, Remove, RemoveIncomplete; every method takes a
+// context). LocalPackStore, the layout above, is the default. The
+// interface's comment is the contract a store must meet, in particular:
+// a missing pack is an error wrapping fs.ErrNotExist (ChunkReader then
+// looks the chunk up again, since gc may have moved it), Remove of a
+// missing pack succeeds, a pack is visible only once completely stored,
+// and re-putting a name is harmless because names are content hashes.
+// packstoretest.Run checks a store against the contract.
 package repo

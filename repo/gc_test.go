@@ -371,3 +371,95 @@ func TestReaderFollowsChunksMovedByGC(t *testing.T) {
 		t.Fatal("no chunk's pack was removed by gc")
 	}
 }
+
+// TestGCPlanThenExecute: the plan names every pack it will rewrite or
+// remove and its figures are what the execution then reports.
+func TestGCPlanThenExecute(t *testing.T) {
+	r := gcSetup(t, 9, 2, 3, 5, 6, 7, 8, 9) // packs: v1-3 kept, v4-6 rewritten, v7-9 dropped
+	ctx := context.Background()
+	before := listPacks(t, r)
+	w := openWriter(t, r)
+	defer w.Close()
+	plan, err := w.PlanGC(ctx, liveOf(ctx, w), GCOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(plan.Rewrite) == 0 || len(plan.Drop) == 0 || len(plan.Drop)+len(plan.Rewrite) != int(plan.Report.PacksDeleted) {
+		t.Fatalf("plan: %+v", plan)
+	}
+	text := plan.String()
+	t.Logf("plan:\n%s", text)
+	for _, p := range append(append([]GCPack(nil), plan.Rewrite...), plan.Drop...) {
+		if before[p.Name] != p.Size || !strings.Contains(text, p.Name) {
+			t.Fatalf("planned pack %+v: listed size %d, in the text: %v", p, before[p.Name], strings.Contains(text, p.Name))
+		}
+	}
+	if got := listPacks(t, r); fmt.Sprint(got) != fmt.Sprint(before) {
+		t.Fatal("planning changed the packs")
+	}
+	rep, err := w.ExecuteGC(ctx, plan)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := plan.Report
+	want.DryRun, want.PacksWritten = false, rep.PacksWritten
+	if rep != want {
+		t.Fatalf("execution reports\n%+v\nthe plan said\n%+v", rep, plan.Report)
+	}
+	for _, p := range append(append([]GCPack(nil), plan.Rewrite...), plan.Drop...) {
+		if _, ok := listPacks(t, r)[p.Name]; ok {
+			t.Fatalf("planned pack %s is still there", p.Name)
+		}
+	}
+	if _, err := w.ExecuteGC(ctx, plan); err == nil || !strings.Contains(err.Error(), "already executed") {
+		t.Fatalf("second execution of a plan: %v", err)
+	}
+	w.Close()
+	checkAllVersions(t, r)
+}
+
+// TestGCStalePlanRefused: after planning, the writer dedups new data
+// against chunks the plan found dead and commits a version using them.
+// Executing the old plan would delete those chunks; it must be refused.
+func TestGCStalePlanRefused(t *testing.T) {
+	r := gcSetup(t, 6, 5, 6)
+	ctx := context.Background()
+	w := openWriter(t, r)
+	defer w.Close()
+	plan, err := w.PlanGC(ctx, liveOf(ctx, w), GCOptions{})
+	if err != nil || plan.Report.DeadChunks == 0 {
+		t.Fatalf("plan: %+v %v", plan, err)
+	}
+	if err := commitVersion(ctx, w, 5, versionData(5)); err != nil { // v5's chunks again
+		t.Fatal(err)
+	}
+	if st := w.Stats(); st.DupChunks == 0 {
+		t.Fatalf("the new version reused no dead chunk, the test proves nothing: %+v", st)
+	}
+	before, _ := r.Stats(ctx)
+	if _, err := w.ExecuteGC(ctx, plan); err == nil || !strings.Contains(err.Error(), "stale") {
+		t.Fatalf("execution of a stale plan: %v", err)
+	}
+	if after, _ := r.Stats(ctx); after != before {
+		t.Fatalf("a refused plan changed the repository: %+v -> %+v", before, after)
+	}
+	if _, err := w.GC(ctx, liveOf(ctx, w), GCOptions{}); err != nil { // a fresh plan is fine
+		t.Fatal(err)
+	}
+	w.Close()
+	verifyOK(t, r, VerifyOptions{ReadData: true, Refs: refsOf(loadVersions(t, r))})
+	checkAllVersions(t, r)
+
+	// A plan belongs to the writer that made it.
+	w1 := openWriter(t, r)
+	plan, err = w1.PlanGC(ctx, liveOf(ctx, w1), GCOptions{})
+	w1.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	w2 := openWriter(t, r)
+	defer w2.Close()
+	if _, err := w2.ExecuteGC(ctx, plan); err == nil || !strings.Contains(err.Error(), "another writer") {
+		t.Fatalf("execution on another writer: %v", err)
+	}
+}

@@ -184,7 +184,7 @@ func verifyOK(t testing.TB, r *Repo, opt VerifyOptions) *VerifyReport {
 func listPacks(t testing.TB, r *Repo) map[string]int64 {
 	t.Helper()
 	m := map[string]int64{}
-	if err := r.Packs().List(func(name string, size int64) error { m[name] = size; return nil }); err != nil {
+	if err := r.Packs().List(context.Background(), func(name string, size int64) error { m[name] = size; return nil }); err != nil {
 		t.Fatal(err)
 	}
 	return m
@@ -194,7 +194,7 @@ func fileModTimes(t testing.TB, r *Repo) map[string]int64 {
 	t.Helper()
 	m := map[string]int64{}
 	for name := range listPacks(t, r) {
-		st, err := os.Stat(r.packs.path(name))
+		st, err := os.Stat(localPacks(r).path(name))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -206,3 +206,6 @@ func fileModTimes(t testing.TB, r *Repo) map[string]int64 {
 type chunkerID = chunker.ID
 
 func sumID(b []byte) chunker.ID { return chunker.Sum(b) }
+
+// localPacks is the repository's default local pack store.
+func localPacks(r *Repo) *LocalPackStore { return r.packs.(*LocalPackStore) }

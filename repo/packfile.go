@@ -157,21 +157,6 @@ func packNameOf(data []byte) string {
 	return hex.EncodeToString(sum[:])
 }
 
-// readPackBytes reads a whole pack into memory (packs are bounded by the
-// pack target size).
-func readPackBytes(store PackStore, name string) ([]byte, error) {
-	pr, err := store.Open(name)
-	if err != nil {
-		return nil, err
-	}
-	defer pr.Close()
-	data := make([]byte, pr.Size())
-	if _, err := pr.ReadAt(data, 0); err != nil && err != io.EOF {
-		return nil, err
-	}
-	return data, nil
-}
-
 type bytesReaderAt []byte
 
 func (b bytesReaderAt) ReadAt(p []byte, off int64) (int, error) {

@@ -1,219 +1,125 @@
 package repo
 
 import (
-	"errors"
+	"context"
 	"fmt"
 	"io"
-	"io/fs"
-	"os"
-	"path/filepath"
-	"sort"
-	"strings"
-
-	"mis/internal/durable"
 )
 
-// PackStore is where pack files live. Packs are immutable once committed
-// and are addressed by name (64 lowercase hex digits, the BLAKE3 of the
-// pack's content). The interface is deliberately small so that an object
-// store (S3 and the like: PUT of a whole object, ranged GET, LIST, DELETE)
-// can implement it later.
+// PackStore is where pack files live. The repository's chunk index and
+// metadata stay in the local Badger database; only packs go through this
+// interface, so a pack store can be a local directory (LocalPackStore, the
+// default) or an object store (S3 and the like: whole-object PUT, ranged
+// GET, HEAD, LIST, DELETE). Open and Init take one with WithPackStore and
+// InitOptions.PackStore.
+//
+// Names. A pack's name is 64 lowercase hex digits, the BLAKE3-256 of its
+// content (the repository computes it; the store does not check it). So a
+// name always stands for the same bytes: putting a name that already
+// exists is harmless (the store may overwrite it or keep the existing
+// pack), and a pack never changes once it is visible. A name that is not
+// 64 lowercase hex digits is an error from every method, and that error
+// does not wrap fs.ErrNotExist.
+//
+// Missing packs. Open, Stat and PackReader.ReadAt fail with an error
+// wrapping fs.ErrNotExist (test with errors.Is) when the pack does not
+// exist, and with an error not wrapping it for any other failure
+// (permissions, I/O, network, a cancelled context). Callers rely on the
+// difference: a reader whose pack vanished asks the index where gc moved
+// the chunk, gc and recovery treat a vanished pack as already removed, and
+// any other error is reported as such. Remove of a pack that does not exist
+// returns nil (delete is idempotent, as an S3 DELETE is).
+//
+// Atomicity. Put makes a pack visible (to Open, Stat and List, in this and
+// other processes) only once all of it is stored and will survive a crash;
+// a failed, cancelled or interrupted Put leaves nothing under the name, at
+// most leftovers that are invisible to List and that RemoveIncomplete
+// deletes (local: files in packs/tmp; S3: incomplete multipart uploads).
+//
+// Context. Every method takes a context; when it is cancelled or its
+// deadline passes, a method that has not finished returns an error
+// wrapping ctx.Err(). A PackReader's reads take their own context.
+//
+// Concurrency. All methods, and PackReader's, are safe for concurrent use
+// by several goroutines and several processes. Only the holder of the
+// repository's writer lock calls Put, Remove and RemoveIncomplete; readers
+// in other processes call Open, Stat, List and ReadAt at any time meanwhile.
+// A List concurrent with a Put may or may not include the new pack but
+// never a partial one. A PackReader opened before its pack is removed
+// either keeps reading the pack's bytes (local: the open file) or fails
+// with fs.ErrNotExist (object stores); it never returns other bytes.
 type PackStore interface {
-	// Create starts a new pack. Nothing is visible under any name until
-	// Commit returns.
-	Create() (PackWriter, error)
-	// Open opens a committed pack for random reads.
-	Open(name string) (PackReader, error)
-	// List calls fn for every committed pack, in name order.
-	List(fn func(name string, size int64) error) error
-	// Remove deletes a committed pack.
-	Remove(name string) error
+	// Put stores a pack of size bytes read from r under name. r must
+	// yield at least size bytes; fewer is an error and stores nothing.
+	Put(ctx context.Context, name string, r io.Reader, size int64) error
+	// Open returns a handle for ranged reads of a pack.
+	Open(ctx context.Context, name string) (PackReader, error)
+	// Stat returns a pack's size in bytes.
+	Stat(ctx context.Context, name string) (size int64, err error)
+	// List calls fn for every pack, in name order, with its size. An
+	// error from fn stops the listing and is returned.
+	List(ctx context.Context, fn func(name string, size int64) error) error
+	// Remove deletes a pack; a pack that does not exist is no error.
+	Remove(ctx context.Context, name string) error
+	// RemoveIncomplete deletes what interrupted Puts left behind and
+	// returns how many leftovers it removed. Only the writer-lock holder
+	// calls it, when no Put of its own is in progress.
+	RemoveIncomplete(ctx context.Context) (removed int, err error)
 }
 
-// PackWriter receives the bytes of one pack.
-type PackWriter interface {
-	io.Writer
-	// Commit makes the pack durable under name: after it returns, the
-	// pack survives a crash (local: fsync file, rename, fsync directory).
-	Commit(name string) error
-	// Abort discards the pack. It is a no-op after Commit.
-	Abort()
-}
-
-// PackReader reads a committed pack.
+// PackReader reads byte ranges of one pack (see PackStore for the
+// not-exist contract).
 type PackReader interface {
-	io.ReaderAt
-	io.Closer
+	// ReadAt reads len(p) bytes at offset off, as io.ReaderAt does: when
+	// it returns n < len(p), err says why (io.EOF past the end).
+	ReadAt(ctx context.Context, p []byte, off int64) (n int, err error)
+	// Size is the pack's size in bytes.
 	Size() int64
+	Close() error
 }
 
-const tmpDirName = "tmp"
-
-// LocalPackStore keeps packs in a directory as <2 hex>/<64 hex>.pack,
-// with uncommitted packs in tmp/.
-type LocalPackStore struct {
-	dir string
+// readerAt adapts a PackReader to io.ReaderAt for one context.
+type readerAt struct {
+	ctx context.Context
+	pr  PackReader
 }
 
-// NewLocalPackStore returns a store rooted at dir (the repository's packs/).
-func NewLocalPackStore(dir string) *LocalPackStore { return &LocalPackStore{dir: dir} }
+func (r readerAt) ReadAt(p []byte, off int64) (int, error) { return r.pr.ReadAt(r.ctx, p, off) }
 
-func (s *LocalPackStore) path(name string) string {
-	return filepath.Join(s.dir, name[:2], name+".pack")
-}
-
-// Create implements PackStore.
-func (s *LocalPackStore) Create() (PackWriter, error) {
-	tmpDir := filepath.Join(s.dir, tmpDirName)
-	if err := os.MkdirAll(tmpDir, 0o755); err != nil {
-		return nil, err
-	}
-	f, err := os.CreateTemp(tmpDir, "pack-*")
+// readPackBytes reads a whole pack into memory (packs are bounded by the
+// pack target size).
+func readPackBytes(ctx context.Context, store PackStore, name string) ([]byte, error) {
+	pr, err := store.Open(ctx, name)
 	if err != nil {
 		return nil, err
 	}
-	return &localPackWriter{s: s, f: f}, nil
+	defer pr.Close()
+	data := make([]byte, pr.Size())
+	if err := readFull(ctx, pr, data, 0); err != nil {
+		return nil, err
+	}
+	return data, nil
 }
 
-// CleanTmp removes packs left in tmp/ by writers that never committed
-// them. Only the repository writer may call it (it holds the writer lock).
-func (s *LocalPackStore) CleanTmp() (removed int, err error) {
-	tmpDir := filepath.Join(s.dir, tmpDirName)
-	entries, err := os.ReadDir(tmpDir)
-	if errors.Is(err, fs.ErrNotExist) {
-		return 0, nil
+// readFull reads exactly len(p) bytes at off; a short read is
+// io.ErrUnexpectedEOF.
+func readFull(ctx context.Context, pr PackReader, p []byte, off int64) error {
+	n, err := pr.ReadAt(ctx, p, off)
+	if n == len(p) {
+		return nil
 	}
-	if err != nil {
-		return 0, err
+	if err == nil || err == io.EOF {
+		err = io.ErrUnexpectedEOF
 	}
-	for _, e := range entries {
-		if err := os.Remove(filepath.Join(tmpDir, e.Name())); err != nil {
-			return removed, err
-		}
-		removed++
-	}
-	return removed, nil
+	return err
 }
 
-type localPackWriter struct {
-	s    *LocalPackStore
-	f    *os.File
-	done bool
-}
-
-func (w *localPackWriter) Write(p []byte) (int, error) { return w.f.Write(p) }
-
-func (w *localPackWriter) Commit(name string) error {
+// checkPackName rejects anything but 64 lowercase hex digits.
+func checkPackName(name string) error {
 	if !validPackName(name) {
 		return fmt.Errorf("invalid pack name %q", name)
-	}
-	if err := w.f.Sync(); err != nil {
-		w.Abort()
-		return fmt.Errorf("sync pack %s: %w", name, err)
-	}
-	if err := w.f.Close(); err != nil {
-		w.Abort()
-		return err
-	}
-	final := w.s.path(name)
-	sub := filepath.Dir(final)
-	if err := os.MkdirAll(sub, 0o755); err != nil {
-		w.Abort()
-		return err
-	}
-	if err := os.Rename(w.f.Name(), final); err != nil {
-		w.Abort()
-		return err
-	}
-	w.done = true
-	// The new subdirectory entry (if any) and the renamed file entry must
-	// both reach the disk.
-	if err := durable.SyncDir(w.s.dir); err != nil {
-		return err
-	}
-	return durable.SyncDir(sub)
-}
-
-func (w *localPackWriter) Abort() {
-	if w.done {
-		return
-	}
-	w.done = true
-	w.f.Close()
-	os.Remove(w.f.Name())
-}
-
-type localPackReader struct {
-	*os.File
-	size int64
-}
-
-func (r *localPackReader) Size() int64 { return r.size }
-
-// Open implements PackStore.
-func (s *LocalPackStore) Open(name string) (PackReader, error) {
-	if !validPackName(name) {
-		return nil, fmt.Errorf("invalid pack name %q", name)
-	}
-	f, err := os.Open(s.path(name))
-	if err != nil {
-		return nil, err
-	}
-	st, err := f.Stat()
-	if err != nil {
-		f.Close()
-		return nil, err
-	}
-	return &localPackReader{File: f, size: st.Size()}, nil
-}
-
-// List implements PackStore. Files that do not look like packs are skipped.
-func (s *LocalPackStore) List(fn func(name string, size int64) error) error {
-	subs, err := os.ReadDir(s.dir)
-	if err != nil {
-		return err
-	}
-	var names []string
-	sizes := map[string]int64{}
-	for _, sub := range subs {
-		if !sub.IsDir() || len(sub.Name()) != 2 {
-			continue
-		}
-		files, err := os.ReadDir(filepath.Join(s.dir, sub.Name()))
-		if err != nil {
-			return err
-		}
-		for _, f := range files {
-			name, ok := strings.CutSuffix(f.Name(), ".pack")
-			if !ok || !validPackName(name) || name[:2] != sub.Name() {
-				continue
-			}
-			info, err := f.Info()
-			if errors.Is(err, fs.ErrNotExist) {
-				continue
-			}
-			if err != nil {
-				return err
-			}
-			names = append(names, name)
-			sizes[name] = info.Size()
-		}
-	}
-	sort.Strings(names)
-	for _, n := range names {
-		if err := fn(n, sizes[n]); err != nil {
-			return err
-		}
 	}
 	return nil
-}
-
-// Remove implements PackStore.
-func (s *LocalPackStore) Remove(name string) error {
-	if !validPackName(name) {
-		return fmt.Errorf("invalid pack name %q", name)
-	}
-	return os.Remove(s.path(name))
 }
 
 func validPackName(name string) bool {

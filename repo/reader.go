@@ -65,7 +65,7 @@ type ChunkReader struct {
 	store PackStore
 	// relookup finds a chunk's current location when its pack is gone:
 	// gc may have moved it to a new pack since the caller looked it up.
-	relookup func(id chunker.ID) (Location, bool, error)
+	relookup func(ctx context.Context, id chunker.ID) (Location, bool, error)
 
 	mu      sync.Mutex
 	handles map[string]*packHandle
@@ -80,8 +80,8 @@ type packHandle struct {
 // NewChunkReader returns a reader of this repository's packs.
 func (r *Repo) NewChunkReader() *ChunkReader {
 	cr := newChunkReader(r.packs)
-	cr.relookup = func(id chunker.ID) (Location, bool, error) {
-		locs, err := r.Lookup(context.Background(), []chunker.ID{id})
+	cr.relookup = func(ctx context.Context, id chunker.ID) (Location, bool, error) {
+		locs, err := r.Lookup(ctx, []chunker.ID{id})
 		loc, ok := locs[id]
 		return loc, ok, err
 	}
@@ -92,7 +92,7 @@ func newChunkReader(store PackStore) *ChunkReader {
 	return &ChunkReader{store: store, handles: map[string]*packHandle{}}
 }
 
-func (cr *ChunkReader) acquire(name string) (*packHandle, error) {
+func (cr *ChunkReader) acquire(ctx context.Context, name string) (*packHandle, error) {
 	cr.mu.Lock()
 	defer cr.mu.Unlock()
 	if h, ok := cr.handles[name]; ok {
@@ -109,13 +109,26 @@ func (cr *ChunkReader) acquire(name string) (*packHandle, error) {
 			break
 		}
 	}
-	pr, err := cr.store.Open(name)
+	pr, err := cr.store.Open(ctx, name)
 	if err != nil {
 		return nil, err
 	}
 	h := &packHandle{pr: pr, refs: 1}
 	cr.handles[name] = h
 	return h, nil
+}
+
+// forget drops the cached handle of a pack found to be gone.
+func (cr *ChunkReader) forget(name string) {
+	cr.mu.Lock()
+	defer cr.mu.Unlock()
+	if h, ok := cr.handles[name]; ok {
+		delete(cr.handles, name)
+		h.evicted = true
+		if h.refs == 0 {
+			h.pr.Close()
+		}
+	}
 }
 
 func (cr *ChunkReader) release(h *packHandle) {
@@ -129,18 +142,34 @@ func (cr *ChunkReader) release(h *packHandle) {
 
 var storedBufPool = sync.Pool{New: func() any { b := make([]byte, 0, 256<<10); return &b }}
 
-// Read returns the raw content of chunk id stored at loc, appended to
-// dst[:0] when it fits. The content is verified against id.
+// Read is ReadContext without a context.
 func (cr *ChunkReader) Read(id chunker.ID, loc Location, dst []byte) ([]byte, error) {
-	h, err := cr.acquire(loc.Pack)
-	if errors.Is(err, fs.ErrNotExist) && cr.relookup != nil {
-		// Packs are immutable, so a missing pack means gc rewrote it after
-		// the caller's lookup: ask the index where the chunk lives now.
-		if moved, ok, lerr := cr.relookup(id); lerr == nil && ok && moved.Pack != loc.Pack {
-			loc = moved
-			h, err = cr.acquire(loc.Pack)
-		}
+	return cr.ReadContext(context.Background(), id, loc, dst)
+}
+
+// ReadContext returns the raw content of chunk id stored at loc, appended
+// to dst[:0] when it fits. The content is verified against id. If the
+// pack is gone (fs.ErrNotExist from the store), the chunk is looked up
+// again and read from where it is now.
+func (cr *ChunkReader) ReadContext(ctx context.Context, id chunker.ID, loc Location, dst []byte) ([]byte, error) {
+	raw, err := cr.readAt(ctx, id, loc, dst)
+	if !errors.Is(err, fs.ErrNotExist) || cr.relookup == nil {
+		return raw, err
 	}
+	// Packs are immutable, so a missing pack means gc rewrote it after
+	// the caller's lookup: ask the index where the chunk lives now.
+	cr.forget(loc.Pack)
+	moved, ok, lerr := cr.relookup(ctx, id)
+	if lerr != nil || !ok || moved.Pack == loc.Pack {
+		return nil, err
+	}
+	return cr.readAt(ctx, id, moved, dst)
+}
+
+// readAt reads chunk id at loc; errors from the store keep their kind
+// (fs.ErrNotExist for a pack that is gone).
+func (cr *ChunkReader) readAt(ctx context.Context, id chunker.ID, loc Location, dst []byte) ([]byte, error) {
+	h, err := cr.acquire(ctx, loc.Pack)
 	if err != nil {
 		return nil, fmt.Errorf("chunk %s: open pack %s: %w", id, loc.Pack, err)
 	}
@@ -155,7 +184,7 @@ func (cr *ChunkReader) Read(id chunker.ID, loc Location, dst []byte) ([]byte, er
 		*bp = make([]byte, loc.StoredLen)
 	}
 	stored := (*bp)[:loc.StoredLen]
-	if _, err := h.pr.ReadAt(stored, int64(loc.Offset)); err != nil {
+	if err := readFull(ctx, h.pr, stored, int64(loc.Offset)); err != nil {
 		return nil, fmt.Errorf("chunk %s in pack %s at offset %d: %w", id, loc.Pack, loc.Offset, err)
 	}
 	raw, err := decodeChunk(id, locationFlags(loc), stored, loc.RawLen, dst)
@@ -195,7 +224,7 @@ func (r *Repo) ReadChunks(ctx context.Context, ids []chunker.ID, fn func(data []
 		if !ok {
 			return fmt.Errorf("chunk %s is missing from the repository", id)
 		}
-		if buf, err = cr.Read(id, loc, buf[:0]); err != nil {
+		if buf, err = cr.ReadContext(ctx, id, loc, buf[:0]); err != nil {
 			return err
 		}
 		if err := fn(buf); err != nil {

@@ -229,7 +229,7 @@ func TestPackTrailerSelfDescribing(t *testing.T) {
 	// Every index entry must equal what the pack's own trailer says.
 	var fromTrailers []chunker.ID
 	for name := range packs {
-		entries, err := readWholePack(r.packs, name)
+		entries, err := readWholePack(context.Background(), r.packs, name)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -45,7 +45,7 @@ func (r *Repo) Stats(ctx context.Context) (Stats, error) {
 	if err != nil {
 		return s, err
 	}
-	err = r.packs.List(func(_ string, size int64) error {
+	err = r.packs.List(ctx, func(_ string, size int64) error {
 		s.Packs++
 		s.PackBytes += size
 		return nil

@@ -147,7 +147,7 @@ func (r *Repo) Verify(ctx context.Context, opt VerifyOptions) (*VerifyReport, er
 	}
 
 	onDisk := map[string]int64{}
-	if err := r.packs.List(func(name string, size int64) error {
+	if err := r.packs.List(ctx, func(name string, size int64) error {
 		onDisk[name] = size
 		return nil
 	}); err != nil {
@@ -305,7 +305,7 @@ func (r *Repo) verifyData(ctx context.Context, idx *verifyIndex, onDisk map[stri
 		if _, ok := onDisk[name]; !ok {
 			continue
 		}
-		data, err := readPackBytes(r.packs, name)
+		data, err := readPackBytes(ctx, r.packs, name)
 		if err != nil {
 			if errors.Is(err, context.Canceled) {
 				return err

@@ -1,6 +1,7 @@
 package repo
 
 import (
+	"bytes"
 	"context"
 	"os"
 	"strings"
@@ -32,12 +33,12 @@ func TestVerifyFindsCorruptByte(t *testing.T) {
 		pack = name
 		break
 	}
-	entries, err := readWholePack(r.packs, pack)
+	entries, err := readWholePack(context.Background(), r.packs, pack)
 	if err != nil {
 		t.Fatal(err)
 	}
 	victim := entries[len(entries)/2]
-	path := r.packs.path(pack)
+	path := localPacks(r).path(pack)
 	f, err := os.OpenFile(path, os.O_RDWR, 0)
 	if err != nil {
 		t.Fatal(err)
@@ -98,7 +99,7 @@ func TestVerifyFindsTruncatedPack(t *testing.T) {
 		pack, size = name, s
 		break
 	}
-	if err := os.Truncate(r.packs.path(pack), size/2); err != nil {
+	if err := os.Truncate(localPacks(r).path(pack), size/2); err != nil {
 		t.Fatal(err)
 	}
 	for _, readData := range []bool{false, true} {
@@ -129,7 +130,7 @@ func TestVerifyFindsMissingAndUnindexedPacks(t *testing.T) {
 		pack = name
 		break
 	}
-	if err := os.Remove(r.packs.path(pack)); err != nil {
+	if err := os.Remove(localPacks(r).path(pack)); err != nil {
 		t.Fatal(err)
 	}
 	// A pack file that the index does not know.
@@ -153,12 +154,7 @@ func randomPackFor(t *testing.T, r *Repo) string {
 	chunk := randomBytes(99, 1000)
 	b.add(sumID(chunk), flagRaw, chunk, len(chunk))
 	data, name := b.finish()
-	pw, err := r.packs.Create()
-	if err != nil {
-		t.Fatal(err)
-	}
-	pw.Write(data)
-	if err := pw.Commit(name); err != nil {
+	if err := r.packs.Put(context.Background(), name, bytes.NewReader(data), int64(len(data))); err != nil {
 		t.Fatal(err)
 	}
 	return name

@@ -1,9 +1,11 @@
 package repo
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"sync"
 	"time"
 
@@ -20,6 +22,10 @@ type Writer struct {
 	lock   *writerLock
 	enc    *zstd.Encoder
 	reader *ChunkReader
+	// ctx is OpenWriter's context. It bounds the pack writes that Put,
+	// WriteStream and WriteChunks make when a pack fills up (they take no
+	// context of their own); Commit and GC use the context they are given.
+	ctx context.Context
 
 	mu      sync.Mutex
 	db      *badger.DB // read-only during the data phase
@@ -29,6 +35,10 @@ type Writer struct {
 	stats   WriteStats
 	closed  bool
 	spare   []byte // buffer of the last sealed pack, reused for the next
+	// gen counts the calls through which a caller may come to reference a
+	// chunk (Has, Commit, Update): a gc plan made at one gen is stale at
+	// another.
+	gen uint64
 }
 
 // openPack is the pack being filled; once sealed it keeps only its name.
@@ -60,7 +70,8 @@ type WriteStats struct {
 
 // OpenWriter takes the writer lock, cleans up after interrupted writers
 // and starts a data phase. holder describes this process for others'
-// error messages (e.g. "mis import vm1").
+// error messages (e.g. "mis import vm1"). ctx also bounds the pack writes
+// of Put, WriteStream and WriteChunks for the writer's life.
 func (r *Repo) OpenWriter(ctx context.Context, holder string) (*Writer, error) {
 	lock, err := r.acquireWriterLock(holder)
 	if err != nil {
@@ -72,6 +83,7 @@ func (r *Repo) OpenWriter(ctx context.Context, holder string) (*Writer, error) {
 		lock:    lock,
 		enc:     encoderFor(lvl),
 		reader:  r.NewChunkReader(),
+		ctx:     ctx,
 		pending: map[chunker.ID]pendingChunk{},
 	}
 	if err := w.recover(ctx); err != nil {
@@ -113,12 +125,12 @@ func (r *Repo) OpenWriterWait(ctx context.Context, holder string, wait time.Dura
 // recover removes unfinished packs and indexes sealed packs that an
 // interrupted writer never indexed.
 func (w *Writer) recover(ctx context.Context) error {
-	n, err := w.r.packs.CleanTmp()
+	n, err := w.r.packs.RemoveIncomplete(ctx)
 	if err != nil {
-		return fmt.Errorf("%s: clean packs/tmp: %w", w.r.dir, err)
+		return fmt.Errorf("%s: remove incomplete packs: %w", w.r.dir, err)
 	}
 	if n > 0 {
-		debugf("removed %d unfinished pack(s) from packs/tmp", n)
+		debugf("removed %d unfinished pack(s)", n)
 	}
 	db, err := w.r.openMeta(ctx, false)
 	if err != nil {
@@ -136,14 +148,20 @@ func (w *Writer) recover(ctx context.Context) error {
 		return err
 	}
 	var orphans []sealedPack
-	err = w.r.packs.List(func(name string, size int64) error {
+	err = w.r.packs.List(ctx, func(name string, size int64) error {
 		if indexed[name] {
 			return nil
 		}
-		entries, err := readWholePack(w.r.packs, name)
+		entries, err := readWholePack(ctx, w.r.packs, name)
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil // removed since the listing: nothing to index
+		}
 		if err != nil {
+			if ctx.Err() != nil {
+				return err
+			}
 			warnf("removing unreadable unindexed pack %s: %v", name, err)
-			return w.r.packs.Remove(name)
+			return w.r.packs.Remove(ctx, name)
 		}
 		orphans = append(orphans, sealedPack{name: name, size: size, entries: entries})
 		return nil
@@ -159,8 +177,8 @@ func (w *Writer) recover(ctx context.Context) error {
 }
 
 // readWholePack reads a pack and checks its name (content hash) and trailer.
-func readWholePack(store PackStore, name string) ([]packEntry, error) {
-	data, err := readPackBytes(store, name)
+func readWholePack(ctx context.Context, store PackStore, name string) ([]packEntry, error) {
+	data, err := readPackBytes(ctx, store, name)
 	if err != nil {
 		return nil, err
 	}
@@ -255,6 +273,7 @@ func (w *Writer) Has(id chunker.ID) (bool, error) {
 }
 
 func (w *Writer) hasLocked(id chunker.ID) (bool, error) {
+	w.gen++
 	if _, ok := w.pending[id]; ok {
 		return true, nil
 	}
@@ -321,7 +340,7 @@ func (w *Writer) appendStored(id chunker.ID, stored []byte, flags uint8, rawLen 
 	}
 	target := w.r.cfg.PackTargetSize
 	if w.cur != nil && w.cur.b.size()+int64(len(stored)) > target {
-		if err := w.sealLocked(); err != nil {
+		if err := w.sealLocked(w.ctx); err != nil {
 			return false, err
 		}
 	}
@@ -338,22 +357,17 @@ func (w *Writer) appendStored(id chunker.ID, stored []byte, flags uint8, rawLen 
 }
 
 // sealLocked writes the open pack durably under its content hash.
-func (w *Writer) sealLocked() error {
+func (w *Writer) sealLocked(ctx context.Context) error {
 	p := w.cur
 	if p == nil || len(p.b.entries) == 0 {
 		return nil
 	}
 	data, name := p.b.finish()
-	pw, err := w.r.packs.Create()
-	if err != nil {
-		return fmt.Errorf("create pack: %w", err)
-	}
-	if _, err := pw.Write(data); err != nil {
-		pw.Abort()
-		return fmt.Errorf("write pack %s: %w", name, err)
-	}
-	if err := pw.Commit(name); err != nil {
-		return fmt.Errorf("commit pack %s: %w", name, err)
+	if err := w.r.packs.Put(ctx, name, bytes.NewReader(data), int64(len(data))); err != nil {
+		// The builder's trailer is appended: the pack cannot take more
+		// chunks, so the writer cannot go on.
+		w.closed = true
+		return fmt.Errorf("store pack %s: %w", name, err)
 	}
 	w.sealed = append(w.sealed, sealedPack{name: name, size: int64(len(data)), entries: p.b.entries})
 	p.name = name
@@ -382,7 +396,7 @@ func (w *Writer) Read(id chunker.ID) ([]byte, error) {
 		}
 		loc := Location{Pack: pc.pack.name, Offset: pc.entry.Offset, StoredLen: pc.entry.StoredLen,
 			RawLen: pc.entry.RawLen, Compressed: pc.entry.Flags == flagZstd}
-		return w.reader.Read(id, loc, nil)
+		return w.reader.ReadContext(w.ctx, id, loc, nil)
 	}
 	var loc Location
 	var found bool
@@ -398,7 +412,7 @@ func (w *Writer) Read(id chunker.ID) ([]byte, error) {
 	if !found {
 		return nil, fmt.Errorf("chunk %s is not in the repository", id)
 	}
-	return w.reader.Read(id, loc, nil)
+	return w.reader.ReadContext(w.ctx, id, loc, nil)
 }
 
 // Commit makes everything written so far durable and indexed, then runs
@@ -411,7 +425,8 @@ func (w *Writer) Commit(ctx context.Context, fn func(tx *Tx) error) error {
 	if err := w.checkOpen(); err != nil {
 		return err
 	}
-	if err := w.sealLocked(); err != nil {
+	w.gen++
+	if err := w.sealLocked(ctx); err != nil {
 		return err
 	}
 	return w.readWriteSessionLocked(ctx, func(db *badger.DB) error {
@@ -434,6 +449,7 @@ func (w *Writer) Update(ctx context.Context, fn func(tx *Tx) error) error {
 	if err := w.checkOpen(); err != nil {
 		return err
 	}
+	w.gen++
 	return w.readWriteSessionLocked(ctx, func(db *badger.DB) error { return runUpdate(db, fn) })
 }
 

@@ -228,20 +228,31 @@ Exports and mounts running meanwhile follow chunks to their new packs.`,
 			}
 			defer w.Close()
 			start := time.Now()
-			rep, err := cat.GC(ctx, w, repo.GCOptions{DryRun: dryRun})
+			plan, err := cat.PlanGC(ctx, w, repo.GCOptions{})
 			if err != nil {
 				return err
+			}
+			rep := plan.Report
+			if !dryRun {
+				if rep, err = w.ExecuteGC(ctx, plan); err != nil {
+					return err
+				}
 			}
 			if err := w.Close(); err != nil {
 				return err
 			}
 			elapsed := time.Since(start)
 			if g.json {
-				return printJSON(map[string]any{"report": rep, "freed_bytes": rep.Freed(), "seconds": elapsed.Seconds()})
+				out := map[string]any{"report": rep, "freed_bytes": rep.Freed(), "seconds": elapsed.Seconds()}
+				if dryRun {
+					out["plan"] = plan
+				}
+				return printJSON(out)
 			}
 			verb := "freed"
 			if dryRun {
 				verb = "would free"
+				fmt.Print(plan)
 			}
 			fmt.Printf("gc: %d unreferenced chunk(s) (%s stored), %d pack(s) rewritten, %d removed, %d written; packs %s -> %s: %s %s in %s\n",
 				rep.DeadChunks, humanBytes(rep.DeadStoredBytes), rep.PacksRewritten, rep.PacksDeleted, rep.PacksWritten,
@@ -250,7 +261,7 @@ Exports and mounts running meanwhile follow chunks to their new packs.`,
 			return nil
 		},
 	}
-	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "report what gc would do without changing anything")
+	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "print the plan (each pack gc would rewrite or remove) without changing anything")
 	return cmd
 }
 

@@ -21,6 +21,7 @@ import (
 	"fmt"
 	"io"
 	"iter"
+	"sync"
 
 	"mis/chunker"
 	"mis/manifest"
@@ -85,10 +86,25 @@ func store(ctx context.Context, w *repo.Writer, params chunker.Params, files ite
 	pull, stop := iter.Pull(files)
 	defer stop()
 	p := &producer{ctx: ctx, params: params, pull: pull, opt: opt, small: small}
-	// WriteChunks returns only once its reading goroutine has left
-	// p.next for good, so p is ours again from here on.
-	refs, err := w.WriteChunks(p.next, nil)
+	// WriteChunks calls next on its own goroutine. It does not return
+	// before that goroutine is done today, but nothing promises it: the
+	// mutex makes sure no call is under way, and none starts, once it has
+	// returned, so that p, the reader and the iterator are ours again.
+	var mu sync.Mutex
+	finished := false
+	next := func() ([]byte, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		if finished {
+			return nil, errors.New("ingest: pipeline already finished")
+		}
+		return p.next()
+	}
+	refs, err := w.WriteChunks(next, nil)
+	mu.Lock()
+	finished = true
 	p.closeCurrent()
+	mu.Unlock()
 	if err != nil {
 		return Stats{}, err
 	}

@@ -454,11 +454,7 @@ func (im *importer) extentsUnchanged(e *manifest.Entry) bool {
 
 // holes is the number of bytes of a file not covered by its extents.
 func holes(e *manifest.Entry) int64 {
-	var n int64
-	for _, x := range e.Extents {
-		n += x.Len
-	}
-	return int64(e.Size) - n
+	return int64(e.Size) - extentBytes(e)
 }
 
 // extTypeName names the filesystem the way mkfs -t would: ext4 once any

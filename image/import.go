@@ -27,6 +27,7 @@ import (
 	"mis/chunker"
 	"mis/disk"
 	"mis/ext4"
+	"mis/internal/ingest"
 	"mis/manifest"
 	"mis/repo"
 )
@@ -85,8 +86,6 @@ type importer struct {
 	opt       ImportOptions
 	done      int64
 	total     int64
-	buf       []byte
-	ch        *chunker.Chunker // reused for big files
 
 	stats ImportStats
 	spans []segment // disk ranges holding file content
@@ -471,11 +470,7 @@ func (im *importer) extentsUnchanged(e *manifest.Entry) bool {
 
 // holes is the number of bytes of a file not covered by its extents.
 func holes(e *manifest.Entry) int64 {
-	var n int64
-	for _, x := range e.Extents {
-		n += x.Len
-	}
-	return int64(e.Size) - n
+	return int64(e.Size) - extentBytes(e)
 }
 
 // extTypeName names the filesystem the way mkfs -t would: ext4 once any
@@ -565,148 +560,59 @@ func (im *importer) place(fs *ext4.FS, p disk.Partition, e *manifest.Entry) (inl
 	return nil, nil
 }
 
-// storeFiles stores the content of every file, in order, through one
-// WriteChunks call: each file is cut on its own (so a file dedups wherever
-// it lies), while hashing and compression of all files' chunks run on
-// parallel workers and reading overlaps them.
+// storeFiles stores the content of every file not reused, in order,
+// through one ingest pipeline: each file is cut on its own (so a file
+// dedups wherever it lies), while hashing and compression of all files'
+// chunks run on parallel workers and reading overlaps them. Inline data is
+// not counted as progress: its bytes are in the residual inode table.
 func (im *importer) storeFiles(files []manifest.Entry, inline map[int][]byte, reused []bool) error {
-	counts := make([]int, len(files))
-	fi := -1
-	var cur func() ([]byte, error)
-	next := func() ([]byte, error) {
-		for {
-			if cur != nil {
-				data, err := cur()
-				if err == nil {
-					counts[fi]++
-					return data, nil
-				}
-				if err != io.EOF {
-					return nil, fmt.Errorf("inode %d (%q): %w", files[fi].Ino, files[fi].Paths[0], err)
-				}
-				cur = nil
-			}
-			fi++
-			if fi >= len(files) {
-				return nil, io.EOF
-			}
-			if err := im.ctx.Err(); err != nil {
-				return nil, err
-			}
-			if reused[fi] {
+	seq := func(yield func(ingest.File) bool) {
+		for i := range files {
+			e := &files[i]
+			if reused[i] {
 				continue
 			}
-			var err error
-			if cur, err = im.fileChunks(&files[fi], inline[fi]); err != nil {
-				return nil, fmt.Errorf("inode %d (%q): %w", files[fi].Ino, files[fi].Paths[0], err)
+			f := ingest.File{
+				Done: func(refs []manifest.Ref) { e.Content = refs },
+				Name: func() string { return fmt.Sprintf("inode %d (%q)", e.Ino, e.Paths[0]) },
+			}
+			if data, ok := inline[i]; ok {
+				f.Size, f.Quiet = int64(len(data)), true
+				f.Open = func() (io.Reader, error) { return bytes.NewReader(data), nil }
+			} else if len(e.Extents) > 0 {
+				f.Size = extentBytes(e)
+				f.Open = func() (io.Reader, error) { return im.extentReader(e), nil }
+			} else {
+				continue
+			}
+			if !yield(f) {
+				return
 			}
 		}
 	}
-	refs, err := im.w.WriteChunks(next, nil)
-	if err != nil {
-		return err
-	}
-	for i := range files {
-		if reused[i] {
-			continue
-		}
-		if len(files[i].Extents) > 0 || inline[i] != nil {
-			im.stats.ReadFiles++
-		}
-		files[i].Content = make([]manifest.Ref, counts[i])
-		for k := range counts[i] {
-			files[i].Content[k] = manifest.Ref{ID: refs[k].ID, Size: refs[k].Size}
-		}
-		refs = refs[counts[i]:]
-	}
-	return nil
+	st, err := ingest.Store(im.ctx, im.w, im.params, seq, ingest.Options{Progress: im.progress})
+	im.stats.ReadFiles += st.Files
+	im.stats.ReadBytes += st.Bytes
+	return err
 }
 
-// fileChunks returns a source of one file's chunks, or nil when the file
-// has no content. Small files are read whole into a reused buffer and cut
-// in memory; big ones stream through one reused chunker. Inline data is
-// not counted as progress: its bytes are in the residual inode table.
-func (im *importer) fileChunks(e *manifest.Entry, inline []byte) (func() ([]byte, error), error) {
-	if inline != nil {
-		return im.cutter(inline, false), nil
-	}
-	var total int64
+// extentBytes is the number of content bytes a file's extents hold.
+func extentBytes(e *manifest.Entry) int64 {
+	var n int64
 	for _, x := range e.Extents {
-		total += x.Len
+		n += x.Len
 	}
-	if total == 0 {
-		return nil, nil
+	return n
+}
+
+// extentReader reads a file's content from its extents on the disk.
+func (im *importer) extentReader(e *manifest.Entry) io.Reader {
+	if len(e.Extents) == 1 {
+		return io.NewSectionReader(im.r, e.Extents[0].DiskOff, e.Extents[0].Len)
 	}
 	readers := make([]io.Reader, len(e.Extents))
 	for i, x := range e.Extents {
 		readers[i] = io.NewSectionReader(im.r, x.DiskOff, x.Len)
 	}
-	rd := io.MultiReader(readers...)
-	if total <= smallFile {
-		if int64(cap(im.buf)) < total {
-			im.buf = make([]byte, smallFile)
-		}
-		buf := im.buf[:total]
-		if _, err := io.ReadFull(rd, buf); err != nil {
-			return nil, err
-		}
-		return im.cutter(buf, true), nil
-	}
-	if im.ch == nil {
-		im.ch = chunker.New(rd, im.params)
-	} else {
-		im.ch.Reset(rd)
-	}
-	return func() ([]byte, error) {
-		data, err := im.ch.Next()
-		if err == nil {
-			im.progress(int64(len(data)))
-			im.stats.ReadBytes += int64(len(data))
-		}
-		return data, err
-	}, nil
-}
-
-// cutter returns the chunks of an in-memory stream one by one.
-func (im *importer) cutter(data []byte, countProgress bool) func() ([]byte, error) {
-	return func() ([]byte, error) {
-		if len(data) == 0 {
-			return nil, io.EOF
-		}
-		n := chunker.Boundary(data, im.params)
-		chunk := data[:n]
-		data = data[n:]
-		if countProgress {
-			im.progress(int64(n))
-			im.stats.ReadBytes += int64(n)
-		}
-		return chunk, nil
-	}
-}
-
-// smallFile is the size up to which a file's content is read whole and cut
-// in memory, avoiding a streaming chunker per file.
-const smallFile = 8 << 20
-
-// storeBuffer cuts an in-memory stream into chunks and stores them.
-func (im *importer) storeBuffer(data []byte) ([]manifest.Ref, error) {
-	var refs []manifest.Ref
-	for len(data) > 0 {
-		n := chunker.Boundary(data, im.params)
-		ref, err := im.put(data[:n])
-		if err != nil {
-			return nil, err
-		}
-		refs = append(refs, ref)
-		data = data[n:]
-	}
-	return refs, nil
-}
-
-func (im *importer) put(data []byte) (manifest.Ref, error) {
-	if err := im.ctx.Err(); err != nil {
-		return manifest.Ref{}, err
-	}
-	id, _, err := im.w.Put(data)
-	return manifest.Ref{ID: id, Size: uint32(len(data))}, err
+	return io.MultiReader(readers...)
 }

@@ -1,11 +1,12 @@
 package image
 
 import (
+	"errors"
 	"fmt"
 	"io"
 
-	"mis/chunker"
 	"mis/disk"
+	"mis/internal/ingest"
 	"mis/manifest"
 	"mis/otherfs"
 )
@@ -14,61 +15,50 @@ import (
 // manifest. Its bytes stay in the residual (they are not added to
 // im.spans), so export reproduces the partition exactly without knowing the
 // format; the files' content is stored as detached chunks (no extents) for
-// dedup, info and mounts. Progress counts disk bytes, which the residual
-// pass covers, so this walk does not report any.
+// dedup, info and mounts, through the same ingest pipeline as ext files:
+// the walk hands each file over and waits while it is read. Progress
+// counts disk bytes, which the residual pass covers, so this walk does not
+// report any.
 func (im *importer) importOther(p disk.Partition) (*manifest.Filesystem, error) {
 	out := &manifest.Filesystem{PartIndex: p.Index, Type: p.Filesystem, Offset: p.Start, Size: p.Size}
-	info, err := otherfs.Walk(im.r, p.Start, p.Size, p.Filesystem, func(e *manifest.Entry, content io.Reader) error {
-		if err := im.ctx.Err(); err != nil {
-			return err
-		}
-		if content != nil {
-			refs, err := im.storeDetached(content, int64(e.Size))
-			if err != nil {
-				return fmt.Errorf("%q: %w", e.Paths[0], err)
+	var (
+		info    *otherfs.Info
+		walkErr error
+	)
+	errStopped := errors.New("stopped")
+	files := func(yield func(ingest.File) bool) {
+		info, walkErr = otherfs.Walk(im.r, p.Start, p.Size, p.Filesystem, func(e *manifest.Entry, content io.Reader) error {
+			if err := im.ctx.Err(); err != nil {
+				return err
 			}
-			e.Content = refs
-		}
-		out.Files = append(out.Files, *e)
-		return nil
-	})
-	if err != nil {
+			i := len(out.Files)
+			out.Files = append(out.Files, *e)
+			if content == nil {
+				return nil
+			}
+			path := e.Paths[0]
+			// content is valid until this callback returns, and yield
+			// returns only once the pipeline has read it to the end.
+			if !yield(ingest.File{
+				Size: int64(e.Size),
+				Open: func() (io.Reader, error) { return content, nil },
+				Done: func(refs []manifest.Ref) { out.Files[i].Content = refs },
+				Name: func() string { return fmt.Sprintf("%q", path) },
+			}) {
+				return errStopped
+			}
+			return nil
+		})
+	}
+	if _, err := ingest.Store(im.ctx, im.w, im.params, files, ingest.Options{}); err != nil {
 		return nil, err
+	}
+	if walkErr != nil {
+		return nil, walkErr
 	}
 	out.BlockSize, out.UUID = info.BlockSize, info.UUID
 	if info.Label != "" {
 		out.Label = []byte(info.Label)
 	}
 	return out, nil
-}
-
-// storeDetached chunks a stream of known size: small ones whole in memory,
-// large ones through a streaming chunker.
-func (im *importer) storeDetached(rd io.Reader, size int64) ([]manifest.Ref, error) {
-	if size <= smallFile {
-		if int64(cap(im.buf)) < size {
-			im.buf = make([]byte, smallFile)
-		}
-		buf := im.buf[:size]
-		if _, err := io.ReadFull(rd, buf); err != nil {
-			return nil, err
-		}
-		return im.storeBuffer(buf)
-	}
-	ch := chunker.New(rd, im.params)
-	var refs []manifest.Ref
-	for {
-		data, err := ch.Next()
-		if err == io.EOF {
-			return refs, nil
-		}
-		if err != nil {
-			return nil, err
-		}
-		ref, err := im.put(data)
-		if err != nil {
-			return nil, err
-		}
-		refs = append(refs, ref)
-	}
 }

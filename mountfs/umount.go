@@ -1,25 +1,22 @@
 package mountfs
 
 import (
-	"bufio"
 	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"syscall"
+
+	"mis/internal/mountinfo"
 )
 
-// MountInfo is one line of /proc/self/mountinfo.
-type MountInfo struct {
-	Dir    string // mount point
-	FSType string // e.g. "fuse.mis"
-	Source string // e.g. "mis:debian:12"
-	Major  int    // st_dev of the mount; for FUSE, Minor names the
-	Minor  int    // connection in /sys/fs/fuse/connections
-}
+// MountInfo is one line of /proc/self/mountinfo: Dir (mount point),
+// FSType (e.g. "fuse.mis"), Source (e.g. "mis:debian:12"), Major and Minor
+// (st_dev of the mount; for FUSE, Minor names the connection in
+// /sys/fs/fuse/connections)...
+type MountInfo = mountinfo.Mount
 
 // FindMount returns the mount whose mount point is dir (the last one, if
 // several are stacked).
@@ -28,68 +25,18 @@ func FindMount(dir string) (MountInfo, bool, error) {
 	if err != nil {
 		return MountInfo{}, false, err
 	}
-	f, err := os.Open("/proc/self/mountinfo")
+	ms, err := mountinfo.Read()
 	if err != nil {
 		return MountInfo{}, false, err
 	}
-	defer f.Close()
 	var found MountInfo
 	ok := false
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for sc.Scan() {
-		mi, err := parseMountInfo(sc.Text())
-		if err != nil {
-			return MountInfo{}, false, err
-		}
+	for _, mi := range ms {
 		if mi.Dir == abs {
 			found, ok = mi, true
 		}
 	}
-	return found, ok, sc.Err()
-}
-
-// parseMountInfo parses "id parent major:minor root mountpoint opts
-// [optional...] - fstype source superopts".
-func parseMountInfo(line string) (MountInfo, error) {
-	fields := strings.Fields(line)
-	sep := -1
-	for i, f := range fields {
-		if f == "-" && i >= 6 {
-			sep = i
-			break
-		}
-	}
-	if sep < 0 || sep+2 >= len(fields) {
-		return MountInfo{}, fmt.Errorf("/proc/self/mountinfo: cannot parse line %q", line)
-	}
-	var mi MountInfo
-	maj, min, _ := strings.Cut(fields[2], ":")
-	mi.Major, _ = strconv.Atoi(maj)
-	mi.Minor, _ = strconv.Atoi(min)
-	mi.Dir = unescapeMountField(fields[4])
-	mi.FSType = fields[sep+1]
-	mi.Source = unescapeMountField(fields[sep+2])
-	return mi, nil
-}
-
-// unescapeMountField undoes the kernel's octal escapes (\040 for space...).
-func unescapeMountField(s string) string {
-	if !strings.Contains(s, `\`) {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+3 < len(s) {
-			if v, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
-				b.WriteByte(byte(v))
-				i += 3
-				continue
-			}
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
+	return found, ok, nil
 }
 
 // ErrNotMounted is returned by Unmount for a directory that is no mount point.
@@ -159,21 +106,14 @@ func fusermountUnmount(dir string, lazy bool) (bool, error) {
 // FindMountBySource returns the mount whose source (first column of
 // /proc/mounts, the FsName) is source, e.g. "mis:myclone".
 func FindMountBySource(source string) (MountInfo, bool, error) {
-	f, err := os.Open("/proc/self/mountinfo")
+	ms, err := mountinfo.Read()
 	if err != nil {
 		return MountInfo{}, false, err
 	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for sc.Scan() {
-		mi, err := parseMountInfo(sc.Text())
-		if err != nil {
-			return MountInfo{}, false, err
-		}
+	for _, mi := range ms {
 		if mi.Source == source && strings.HasPrefix(mi.FSType, "fuse") {
 			return mi, true, nil
 		}
 	}
-	return MountInfo{}, false, sc.Err()
+	return MountInfo{}, false, nil
 }

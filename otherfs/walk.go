@@ -30,7 +30,8 @@ type Info struct {
 // ""), then every directory, regular file and symlink, parents before
 // children, with all the paths of a hardlinked file in one entry. content
 // reads a regular file's bytes (nil for other types) and is valid only
-// until fn returns. Entries carry no Content and no Extents: storing the
+// until fn returns (it may be read on another goroutine meanwhile; a
+// go-diskfs panic while reading becomes its error). Entries carry no Content and no Extents: storing the
 // content is the caller's business.
 func Walk(r io.ReaderAt, off, size int64, fstype string, fn func(e *manifest.Entry, content io.Reader) error) (info *Info, err error) {
 	// go-diskfs indexes slices with on-disk values and panics on some
@@ -199,14 +200,22 @@ type exactReader struct {
 	name string
 }
 
-func (x *exactReader) Read(p []byte) (int, error) {
+func (x *exactReader) Read(p []byte) (n int, err error) {
+	// go-diskfs panics on some damaged filesystems, and the caller may
+	// read on another goroutine than the walk's (a pipeline), outside
+	// Walk's recover.
+	defer func() {
+		if r := recover(); r != nil {
+			n, err = 0, fmt.Errorf("%q: panic while reading (damaged filesystem?): %v", x.name, r)
+		}
+	}()
 	if x.left <= 0 {
 		return 0, io.EOF
 	}
 	if int64(len(p)) > x.left {
 		p = p[:x.left]
 	}
-	n, err := x.r.Read(p)
+	n, err = x.r.Read(p)
 	x.left -= int64(n)
 	if err == io.EOF {
 		if x.left > 0 {

@@ -1,35 +1,23 @@
 package repo
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
-	"strings"
-	"time"
 
 	"golang.org/x/sys/unix"
+
+	"mis/internal/lockfile"
 )
 
-// lockInfo is written into the lock file by the process holding it, so
-// that others can say who holds the repository.
-type lockInfo struct {
-	PID     int       `json:"pid"`
-	Host    string    `json:"host"`
-	Command string    `json:"command"`
-	Started time.Time `json:"started"`
-}
-
-func (l lockInfo) String() string {
-	return fmt.Sprintf("pid %d (%s) on host %s since %s", l.PID, l.Command, l.Host, l.Started.Format(time.RFC3339))
-}
-
-// writerLock is the repository writer lock: an flock on DIR/lock. The
-// kernel drops it when the holder dies, so a lock left by a killed
-// process needs no manual cleanup.
+// writerLock is the repository writer lock: an flock on DIR/lock, which
+// names its holder (pid, host, command, start time; see package lockfile)
+// so that others can say who holds the repository. The kernel drops it
+// when the holder dies, so a lock left by a killed process needs no manual
+// cleanup.
 type writerLock struct {
-	f *os.File
+	l *lockfile.Lock
 }
 
 // ErrLocked is wrapped by OpenWriter's error when another process holds
@@ -37,18 +25,6 @@ type writerLock struct {
 var ErrLocked = errors.New("writer lock held")
 
 func (r *Repo) lockPath() string { return filepath.Join(r.dir, lockName) }
-
-func readLockInfo(path string) (lockInfo, bool) {
-	data, err := os.ReadFile(path)
-	if err != nil || len(data) == 0 {
-		return lockInfo{}, false
-	}
-	var li lockInfo
-	if json.Unmarshal(data, &li) != nil || li.PID == 0 {
-		return lockInfo{}, false
-	}
-	return li, true
-}
 
 // lockHolderDescription names the current writer for "busy" messages.
 func (r *Repo) lockHolderDescription() string {
@@ -61,46 +37,27 @@ func (r *Repo) lockHolderDescription() string {
 			return "another reader or writer"
 		}
 	}
-	if li, ok := readLockInfo(r.lockPath()); ok {
-		return li.String()
+	if h, ok := lockfile.Read(r.lockPath()); ok {
+		return h.String()
 	}
 	return "another process"
 }
 
 func (r *Repo) acquireWriterLock(holder string) (*writerLock, error) {
-	path := r.lockPath()
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
-	if err != nil {
-		return nil, fmt.Errorf("open writer lock: %w", err)
+	l, err := lockfile.TryLock(r.lockPath(), 0o644, lockfile.Me(holder))
+	var held *lockfile.HeldError
+	switch {
+	case errors.As(err, &held):
+		return nil, fmt.Errorf("repository %s is locked by %s: %w", r.dir, held.Who(), ErrLocked)
+	case err != nil:
+		return nil, fmt.Errorf("writer lock: %w", err)
 	}
-	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
-		f.Close()
-		if errors.Is(err, unix.EWOULDBLOCK) {
-			if li, ok := readLockInfo(path); ok {
-				return nil, fmt.Errorf("repository %s is locked by %s: %w", r.dir, li, ErrLocked)
-			}
-			return nil, fmt.Errorf("repository %s is locked by another process: %w", r.dir, ErrLocked)
-		}
-		return nil, fmt.Errorf("lock %s: %w", path, err)
+	if l.Previous != nil {
+		debugf("taking over writer lock of %s left by %s (no longer running)", r.dir, l.Previous)
 	}
-	if stale, ok := readLockInfo(path); ok {
-		debugf("taking over writer lock of %s left by %s (no longer running)", r.dir, stale)
-	}
-	host, _ := os.Hostname()
-	info := lockInfo{PID: os.Getpid(), Host: host, Command: strings.TrimSpace(holder), Started: time.Now().UTC().Truncate(time.Second)}
-	data, _ := json.Marshal(info)
-	if err := f.Truncate(0); err == nil {
-		_, err = f.WriteAt(data, 0)
-	}
-	if err != nil {
-		f.Close()
-		return nil, fmt.Errorf("write writer lock: %w", err)
-	}
-	return &writerLock{f: f}, nil
+	return &writerLock{l: l}, nil
 }
 
 func (l *writerLock) release() error {
-	// Empty the file first so nobody reads our details as a live holder.
-	l.f.Truncate(0)
-	return l.f.Close()
+	return l.l.Release()
 }

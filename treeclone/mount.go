@@ -12,6 +12,7 @@ import (
 	"github.com/hanwen/go-fuse/v2/fuse"
 	"golang.org/x/sys/unix"
 
+	"mis/internal/mountinfo"
 	"mis/layer"
 	"mis/manifest"
 	"mis/mountfs"
@@ -86,7 +87,7 @@ func Mount(ctx context.Context, r *repo.Repo, name, dir string, opt MountOptions
 	} else if !fi.IsDir() {
 		return nil, fmt.Errorf("%s is not a directory", dir)
 	}
-	if ms, err := readMounts(); err != nil {
+	if ms, err := mountinfo.Read(); err != nil {
 		return nil, err
 	} else if isShell(ms, dir) {
 		return nil, fmt.Errorf("%s: a tree clone is already mounted there", dir)
@@ -308,13 +309,13 @@ func (mt *Mounted) abort() {
 // unmountTree unmounts DIR/pN overlays and the tmpfs on DIR, skipping any
 // already gone.
 func unmountTree(dir string, parts []string) error {
-	ms, err := readMounts()
+	ms, err := mountinfo.Read()
 	if err != nil {
 		return err
 	}
 	mounted := map[string]bool{}
 	for _, m := range ms {
-		mounted[m.dir] = true
+		mounted[m.Dir] = true
 	}
 	for _, p := range parts {
 		target := filepath.Join(dir, p)
@@ -333,11 +334,11 @@ func unmountTree(dir string, parts []string) error {
 	return nil
 }
 
-func isShell(ms []mountEntry, dir string) bool {
+func isShell(ms []mountinfo.Mount, dir string) bool {
 	found := false
 	for _, m := range ms {
-		if m.dir == dir {
-			found = m.fsType == "tmpfs" && strings.HasPrefix(m.source, "mis-clone:")
+		if m.Dir == dir {
+			found = m.FSType == "tmpfs" && strings.HasPrefix(m.Source, "mis-clone:")
 		}
 	}
 	return found
@@ -352,7 +353,7 @@ func UnmountDir(dir string) error {
 	if err != nil {
 		return err
 	}
-	ms, err := readMounts()
+	ms, err := mountinfo.Read()
 	if err != nil {
 		return err
 	}
@@ -362,12 +363,12 @@ func UnmountDir(dir string) error {
 	var parts []string
 	lowers := map[string]bool{}
 	for _, m := range ms {
-		if m.fsType != "overlay" || filepath.Dir(m.dir) != dir {
+		if m.FSType != "overlay" || filepath.Dir(m.Dir) != dir {
 			continue
 		}
-		parts = append(parts, filepath.Base(m.dir))
+		parts = append(parts, filepath.Base(m.Dir))
 		// upperdir is ROOT/upper/pN; the lower is served at ROOT/lower.
-		if up := overlayOpt(m.superOpts, "upperdir"); up != "" {
+		if up, _ := mountinfo.Option(m.SuperOptions, "upperdir"); up != "" {
 			lowers[filepath.Join(filepath.Dir(filepath.Dir(up)), "lower")] = true
 		}
 	}
@@ -402,7 +403,7 @@ func IsMountedAt(dir string) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	ms, err := readMounts()
+	ms, err := mountinfo.Read()
 	if err != nil {
 		return false, err
 	}

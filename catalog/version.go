@@ -122,16 +122,23 @@ func (c *Catalog) Import(ctx context.Context, w *repo.Writer, path string, ref l
 	f.Close()
 	var st image.ImportStats
 	made, err := c.Create(ctx, w, NewVersion{Ref: ref, Parent: parent, Source: path,
-		Build: func(ctx context.Context, w *repo.Writer, _ *layer.Version, pm *manifest.Manifest, _ *layer.Version) (*manifest.Manifest, error) {
+		Build: func(ctx context.Context, w *repo.Writer, _ *layer.Version, pm *manifest.Manifest, v *layer.Version) (*manifest.Manifest, error) {
 			opt.Parent = pm
 			m, s, err := image.ImportWithStats(ctx, w, c.r.Config().Chunker, path, opt)
 			st = s
+			markUnverified(v, opt, s)
 			return m, err
 		}})
 	if err != nil {
 		return nil, err
 	}
 	return &Imported{Created: *made, Stats: st}, nil
+}
+
+// markUnverified records on v that files were taken from the parent on
+// metadata alone: nothing proves the version exports to the image.
+func markUnverified(v *layer.Version, opt image.ImportOptions, st image.ImportStats) {
+	v.Unverified = opt.TrustMetadata && st.ReusedFiles > 0
 }
 
 // Committed is a clone just committed as a version.

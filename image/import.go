@@ -22,7 +22,10 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"sort"
+	"strconv"
+	"strings"
 
 	"mis/chunker"
 	"mis/disk"
@@ -47,9 +50,16 @@ type ImportOptions struct {
 	// Parent is the manifest of the version this image is a newer copy
 	// of. A regular file whose inode is unchanged against it (same inode
 	// number, generation, size, mtime and ctime to the nanosecond, same
-	// extents) reuses the parent's chunk list without being read. The
-	// parent's chunks must be in the repository this import writes to.
+	// extents) is still read and hashed: reproducible image builds and raw
+	// block writes change bytes under an unchanged inode. Its chunks are
+	// then found in the repository, so they cost no compression or
+	// storage. The parent's chunks must be in the repository this import
+	// writes to.
 	Parent *manifest.Manifest
+	// TrustMetadata takes the parent's chunk list for a file whose inode is
+	// unchanged without reading it: faster, and blind to bytes changed
+	// under the inode. A version made so must not be called exact.
+	TrustMetadata bool
 	// Rehash reads and hashes every file (and all residual data) even when
 	// Parent or Unchanged say unchanged.
 	Rehash bool
@@ -62,8 +72,13 @@ type ImportOptions struct {
 
 // ImportStats says how much of an import was recognised without reading.
 type ImportStats struct {
-	ReusedFiles, ReusedBytes int64 // unchanged files taken from the parent
+	ReusedFiles, ReusedBytes int64 // unchanged files taken from the parent unread
 	ReadFiles, ReadBytes     int64 // files read and chunked
+	// VerifiedFiles and VerifiedBytes are the read files whose inode was
+	// unchanged and whose bytes matched the parent's; ChangedUnderInode
+	// counts those whose bytes differed although their inode did not.
+	VerifiedFiles, VerifiedBytes int64
+	ChangedUnderInode            int64
 	// ResidualReusedBytes is residual data taken from the parent's chunks
 	// unread (only with Unchanged); ResidualReadBytes is residual read from
 	// the image (zeros included, holes of a sparse source not).
@@ -332,10 +347,11 @@ func (im *importer) importExt(p disk.Partition) (*manifest.Filesystem, error) {
 			inline[i] = data
 		}
 	}
-	reused := im.reuseFromParent(p.Index, out.Files)
+	reused, candidates := im.reuseFromParent(p.Index, out.Files)
 	if err := im.storeFiles(out.Files, inline, reused); err != nil {
 		return nil, err
 	}
+	im.checkCandidates(p.Index, out.Files, candidates)
 	return out, nil
 }
 
@@ -382,12 +398,17 @@ func (im *importer) unchangedFilesystem(p disk.Partition) *manifest.Filesystem {
 	return &fsm
 }
 
-// reuseFromParent gives every file whose inode is unchanged against the
-// parent the parent's chunk list, and returns which ones it did.
-func (im *importer) reuseFromParent(part int, files []manifest.Entry) []bool {
-	reused := make([]bool, len(files))
+// reuseFromParent gives the parent's chunk list to every file that is
+// known unchanged without reading it: the Unchanged hint vouches for its
+// blocks, or, with TrustMetadata, its inode is unchanged. It returns which
+// files it did, and the files whose inode is unchanged but which must be
+// read (by index, with the parent's entry) so the caller can tell how many
+// matched.
+func (im *importer) reuseFromParent(part int, files []manifest.Entry) (reused []bool, candidates map[int]*manifest.Entry) {
+	reused = make([]bool, len(files))
+	candidates = map[int]*manifest.Entry{}
 	if im.opt.Parent == nil || im.opt.Rehash {
-		return reused
+		return reused, candidates
 	}
 	var parent *manifest.Filesystem
 	for i := range im.opt.Parent.Filesystems {
@@ -396,7 +417,7 @@ func (im *importer) reuseFromParent(part int, files []manifest.Entry) []bool {
 		}
 	}
 	if parent == nil {
-		return reused
+		return reused, candidates
 	}
 	byIno := make(map[uint32]*manifest.Entry, len(parent.Files))
 	for i := range parent.Files {
@@ -417,6 +438,13 @@ func (im *importer) reuseFromParent(part int, files []manifest.Entry) []bool {
 			}
 		} else if !unchangedContent(old, e) {
 			continue
+		} else if !im.opt.TrustMetadata {
+			// Metadata proves nothing about the bytes: read them (an
+			// empty file has none).
+			if len(e.Extents) > 0 {
+				candidates[i] = old
+			}
+			continue
 		}
 		e.Content = old.Content
 		reused[i] = true
@@ -425,7 +453,42 @@ func (im *importer) reuseFromParent(part int, files []manifest.Entry) []bool {
 		im.stats.ReusedBytes += n
 		im.progress(n)
 	}
-	return reused
+	return reused, candidates
+}
+
+// checkCandidates counts the files read although their inode was
+// unchanged: those whose chunks matched the parent's, and those whose
+// bytes changed under the inode, which the import names in a warning.
+func (im *importer) checkCandidates(part int, files []manifest.Entry, candidates map[int]*manifest.Entry) {
+	var changed []string
+	for i, old := range candidates {
+		e := &files[i]
+		if slices.Equal(e.Content, old.Content) {
+			im.stats.VerifiedFiles++
+			im.stats.VerifiedBytes += manifest.StreamSize(e.Content)
+			continue
+		}
+		im.stats.ChangedUnderInode++
+		changed = append(changed, entryName(e))
+	}
+	if len(changed) == 0 {
+		return
+	}
+	sort.Strings(changed)
+	n, more := len(changed), ""
+	if n > 5 {
+		more = fmt.Sprintf(" and %d more", len(changed)-5)
+		changed = changed[:5]
+	}
+	im.warn("partition %d: %d file(s) have new bytes under an unchanged inode (same size, times and blocks as in the parent): %s%s; stored as changed", part, n, strings.Join(changed, ", "), more)
+}
+
+// entryName is a file's first path, for messages.
+func entryName(e *manifest.Entry) string {
+	if len(e.Paths) == 0 {
+		return fmt.Sprintf("inode %d", e.Ino)
+	}
+	return strconv.Quote(string(e.Paths[0]))
 }
 
 // unchangedContent is the inode test for "this file's data was not

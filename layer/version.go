@@ -50,7 +50,11 @@ type Version struct {
 	// TreeEdited marks a version committed from a tree clone: its files
 	// were edited as a tree, so its residual data no longer describes them
 	// and only a fresh export (new filesystems) writes it out.
-	TreeEdited bool  `json:"tree_edited,omitempty"`
+	TreeEdited bool `json:"tree_edited,omitempty"`
+	// Unverified marks a version imported with --trust-metadata: files
+	// whose inodes looked unchanged took the parent's chunks without being
+	// read, so nothing proves that it exports to the imported image.
+	Unverified bool  `json:"unverified,omitempty"`
 	DiskSize   int64 `json:"disk_size"`
 	Files      int   `json:"files"`
 	// Manifest is the chunk stream of what this version stores: a whole
@@ -71,6 +75,20 @@ type Version struct {
 	AddedChunks int64 `json:"added_chunks"`
 	AddedRaw    int64 `json:"added_raw"`
 	AddedStored int64 `json:"added_stored"`
+}
+
+// Exactness says in a few words whether the version exports identical to
+// what it was made from, and if not, why.
+func (v *Version) Exactness() string {
+	switch {
+	case v.TreeEdited:
+		return "no (tree edits: export --fresh)"
+	case !v.Exact:
+		return "no (free space discarded)"
+	case v.Unverified:
+		return "unverified (--trust-metadata: files reused unread)"
+	}
+	return "yes"
 }
 
 // Ref names a version as NAME:TAG.

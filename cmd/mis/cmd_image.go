@@ -19,7 +19,7 @@ import (
 )
 
 func newImportCmd() *cobra.Command {
-	var discardFree, noParent, rehash bool
+	var discardFree, noParent, rehash, trustMetadata bool
 	var parentRef string
 	cmd := &cobra.Command{
 		Use:   "import IMAGE NAME[:TAG]",
@@ -39,11 +39,16 @@ content of blocks the filesystem marks free: they export as zeros, the image
 still passes e2fsck with the same files, but it is no longer identical.
 
 Versions form a history: the new version's parent is the latest version of NAME
-(or --parent NAME:TAG, any image; --no-parent starts fresh). A file whose inode
-is unchanged against the parent (same inode number and generation, size, mtime
-and ctime to the nanosecond, same extents) reuses the parent's chunks without
-being read, which makes re-importing an updated image fast. --rehash reads and
-hashes everything anyway.
+(or --parent NAME:TAG, any image; --no-parent starts fresh). Every file is read
+and hashed: chunks the repository already holds cost no compression and no
+space, so re-importing an updated image stores only what changed. A file whose
+inode is unchanged against the parent (same inode number and generation, size,
+mtime and ctime to the nanosecond, same extents) is read too: reproducible
+image builds and raw block writes change bytes under an unchanged inode.
+
+--trust-metadata skips reading such files and takes the parent's chunks on the
+strength of the inode alone: faster, but blind to those changes. A version
+made so is marked unverified in ls and info, never exact.
 
 A filesystem with a dirty journal is refused: mount and unmount it cleanly, or
 run e2fsck, before importing.`,
@@ -77,10 +82,11 @@ run e2fsck, before importing.`,
 			prog := newProgress("import " + ref.String())
 			var warnings []string
 			res, err := cat.Import(ctx, w, src, ref, catalog.Parent{None: noParent, Ref: parentRef}, image.ImportOptions{
-				DiscardFree: discardFree,
-				Rehash:      rehash,
-				Progress:    prog.update,
-				Warn:        func(msg string) { warnings = append(warnings, msg) },
+				DiscardFree:   discardFree,
+				Rehash:        rehash,
+				TrustMetadata: trustMetadata,
+				Progress:      prog.update,
+				Warn:          func(msg string) { warnings = append(warnings, msg) },
 			})
 			prog.finish()
 			if err != nil {
@@ -89,7 +95,8 @@ run e2fsck, before importing.`,
 			v, m, parent, ist := res.Version, res.Manifest, res.Parent, res.Stats
 			elapsed := time.Since(start)
 			if g.json {
-				return printJSON(map[string]any{"version": v, "seconds": elapsed.Seconds(), "warnings": warnings, "reused_files": ist.ReusedFiles,
+				return printJSON(map[string]any{"version": v, "seconds": elapsed.Seconds(), "warnings": warnings, "verified_files": ist.VerifiedFiles, "verified_bytes": ist.VerifiedBytes,
+					"changed_under_inode": ist.ChangedUnderInode, "reused_files": ist.ReusedFiles,
 					"reused_bytes": ist.ReusedBytes, "read_files": ist.ReadFiles, "read_bytes": ist.ReadBytes})
 			}
 			for _, msg := range warnings {
@@ -99,8 +106,12 @@ run e2fsck, before importing.`,
 				src, ref, humanBytes(m.DiskSize), m.FileCount(), len(m.Filesystems),
 				humanBytes(v.AddedRaw), humanBytes(v.AddedStored), humanDuration(elapsed))
 			if parent != nil {
-				fmt.Printf("parent %s:%s: %d files (%s) unchanged and reused without reading, %d files (%s) read\n",
-					parent.Name, parent.Tag, ist.ReusedFiles, humanBytes(ist.ReusedBytes), ist.ReadFiles, humanBytes(ist.ReadBytes))
+				fmt.Printf("parent %s:%s: %d files (%s) read, of which %d (%s) had an unchanged inode and matched the parent's bytes, %d had new bytes under an unchanged inode",
+					parent.Name, parent.Tag, ist.ReadFiles, humanBytes(ist.ReadBytes), ist.VerifiedFiles, humanBytes(ist.VerifiedBytes), ist.ChangedUnderInode)
+				if ist.ReusedFiles > 0 {
+					fmt.Printf("; %d files (%s) taken from the parent unread (--trust-metadata)", ist.ReusedFiles, humanBytes(ist.ReusedBytes))
+				}
+				fmt.Println()
 			}
 			return nil
 		},
@@ -108,7 +119,9 @@ run e2fsck, before importing.`,
 	cmd.Flags().BoolVar(&discardFree, "discard-free", false, "drop the content of free blocks (export is then not identical)")
 	cmd.Flags().StringVar(&parentRef, "parent", "", "parent version NAME:TAG (default: the latest version of NAME)")
 	cmd.Flags().BoolVar(&noParent, "no-parent", false, "start a new history: no parent, read every file")
-	cmd.Flags().BoolVar(&rehash, "rehash", false, "read and hash every file even when its inode says unchanged")
+	cmd.Flags().BoolVar(&rehash, "rehash", false, "ignore every hint (parent's chunk lists, a clone's unchanged blocks): read, cut and hash everything")
+	cmd.Flags().BoolVar(&trustMetadata, "trust-metadata", false, "take the parent's chunks for files whose inode is unchanged without reading them (faster; the version is marked unverified)")
+	cmd.MarkFlagsMutuallyExclusive("rehash", "trust-metadata")
 	cmd.MarkFlagsMutuallyExclusive("parent", "no-parent")
 	return cmd
 }
@@ -209,6 +222,8 @@ needs mke2fs, debugfs, sfdisk, mkfs.vfat and mcopy, and FUSE.`,
 				exact = "freshly built"
 			case !m.Exact:
 				exact = "free space zeroed (imported with --discard-free)"
+			case v.Unverified:
+				exact = "not verified exact (imported with --trust-metadata)"
 			}
 			fmt.Printf("exported %s to %s: %s, %s, in %s\n", ref, out, humanBytes(max(m.DiskSize, size)), exact, humanDuration(elapsed))
 			return nil
@@ -264,13 +279,7 @@ it exports as an exact copy of what was imported.`,
 			fmt.Fprintln(tw, "NAME:TAG\tSIZE\tFILES\tADDED\tIMPORTED\tEXACT")
 			for _, t := range tags {
 				v := t.Version
-				exact := "yes"
-				switch {
-				case v.TreeEdited:
-					exact = "no (tree edits: export --fresh)"
-				case !v.Exact:
-					exact = "no (free space discarded)"
-				}
+				exact := v.Exactness()
 				fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\n", t.Ref, humanBytes(v.DiskSize), v.Files,
 					humanBytes(v.AddedStored), v.Created.Local().Format("2006-01-02 15:04"), exact)
 			}
@@ -314,6 +323,8 @@ func newInfoCmd() *cobra.Command {
 			}
 			if v.TreeEdited {
 				fmt.Printf("  exact      no: committed from a tree clone; export with --fresh\n")
+			} else if v.Unverified {
+				fmt.Printf("  exact      unverified: imported with --trust-metadata, files whose inodes looked unchanged were taken from the parent unread\n")
 			} else if m.Exact {
 				fmt.Printf("  exact      yes: exports identical to the imported image\n")
 			} else {

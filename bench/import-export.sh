@@ -8,7 +8,7 @@ set -euo pipefail
 export PATH="$PATH:/usr/local/go/bin"
 cd "$(dirname "$0")/.."
 go build -o bin/mis ./cmd/mis
-img=${1:-$(MIS_FIXTURES_DEBIAN=1 go run ./fixtures/cmd/misfixture path debian)}
+img=${1:-$(MIS_FIXTURES_DEBIAN=1 go run ./fixtures/cmd/misfixture build debian)}
 work=$(mktemp -d /var/tmp/mis-bench-ie.XXXXXX)
 trap 'rm -rf "$work"' EXIT
 export MIS_REPO=$work/repo

@@ -14,7 +14,7 @@ set -euo pipefail
 MIS=${MIS:-mis}
 IMG=${1:-}
 if [ -z "$IMG" ]; then
-	IMG=$(MIS_FIXTURES_DEBIAN=1 go run ./fixtures/cmd/misfixture path debian)
+	IMG=$(MIS_FIXTURES_DEBIAN=1 go run ./fixtures/cmd/misfixture build debian)
 fi
 [ "$(id -u)" = 0 ] || { echo "needs root (drop_caches, loop mount)" >&2; exit 1; }
 

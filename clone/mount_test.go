@@ -13,9 +13,10 @@ import (
 	"time"
 
 	"mis/clone"
-	"mis/fixtures"
 	"mis/image"
+	"mis/internal/testrepo"
 	"mis/layer"
+	"mis/manifest"
 	"mis/mountfs"
 	"mis/repo"
 	"mis/treecmp"
@@ -46,29 +47,14 @@ type env struct {
 func newEnv(t testing.TB, kind string) *env {
 	t.Helper()
 	treecmp.RequireRoot(t)
-	e := &env{src: fixtures.Path(t, kind), repoDir: filepath.Join(t.TempDir(), "repo")}
-	if err := repo.Init(e.repoDir, repo.InitOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	r, err := repo.Open(e.repoDir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	e.r = r
+	e := &env{}
+	var r *repo.Repo
+	e.src, r, _ = testrepo.Fixture(t, kind)
+	e.r, e.repoDir = r, r.Dir()
 	ctx := context.Background()
-	w, err := r.OpenWriter(ctx, "test import")
-	if err != nil {
-		t.Fatal(err)
-	}
-	m, err := image.Import(ctx, w, r.Config().Chunker, e.src, image.ImportOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
 	ref := layer.Ref{Name: "img", Tag: "v1"}
-	if err := layer.Save(ctx, w, ref, &layer.Version{Source: e.src}, m); err != nil {
-		t.Fatal(err)
-	}
-	w.Close()
+	var m *manifest.Manifest
+	var err error
 	e.v, m, err = layer.Load(ctx, r, ref)
 	if err != nil {
 		t.Fatal(err)

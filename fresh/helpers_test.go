@@ -13,9 +13,8 @@ import (
 	"testing"
 
 	"mis/ext4"
-	"mis/fixtures"
 	"mis/fresh"
-	"mis/image"
+	"mis/internal/testrepo"
 	"mis/layer"
 	"mis/manifest"
 	"mis/repo"
@@ -25,39 +24,8 @@ import (
 // the repository, the image path and the manifest as stored (loaded back).
 func importFixture(t *testing.T, kind string) (*repo.Repo, string, *manifest.Manifest) {
 	t.Helper()
-	src := fixtures.Path(t, kind)
-	dir := filepath.Join(t.TempDir(), "repo")
-	if err := repo.Init(dir, repo.InitOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	r, err := repo.Open(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx := context.Background()
-	w, err := r.OpenWriter(ctx, "test import")
-	if err != nil {
-		t.Fatal(err)
-	}
-	m, err := image.Import(ctx, w, r.Config().Chunker, src, image.ImportOptions{})
-	if err != nil {
-		w.Close()
-		t.Fatalf("import %s: %v", src, err)
-	}
-	ref, _ := layer.ParseRef("img:v1")
-	v := &layer.Version{Source: src}
-	if err := layer.Save(ctx, w, ref, v, m); err != nil {
-		t.Fatal(err)
-	}
-	w.Close()
-	var got *layer.Version
-	if err := r.View(ctx, func(tx *repo.Tx) error {
-		got, err = layer.Resolve(tx, ref)
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
-	stored, err := layer.LoadManifest(ctx, r, got)
+	src, r, _ := testrepo.Fixture(t, kind)
+	_, stored, err := layer.Load(context.Background(), r, layer.Ref{Name: "img", Tag: "v1"})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,7 +1,6 @@
 package fresh_test
 
 import (
-	"context"
 	"fmt"
 	"os"
 	"os/exec"
@@ -13,7 +12,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"mis/image"
-	"mis/layer"
+	"mis/internal/testrepo"
 	"mis/manifest"
 	"mis/repo"
 )
@@ -110,27 +109,7 @@ func smallDisk(t *testing.T, label string) string {
 // manifest.
 func importImage(t *testing.T, img string) (*repo.Repo, *manifest.Manifest) {
 	t.Helper()
-	dir := filepath.Join(t.TempDir(), "repo")
-	if err := repo.Init(dir, repo.InitOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	r, err := repo.Open(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx := context.Background()
-	w, err := r.OpenWriter(ctx, "test import")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer w.Close()
-	m, err := image.Import(ctx, w, r.Config().Chunker, img, image.ImportOptions{})
-	if err != nil {
-		t.Fatalf("import %s: %v", img, err)
-	}
-	ref, _ := layer.ParseRef("small:v1")
-	if err := layer.Save(ctx, w, ref, &layer.Version{Source: img}, m); err != nil {
-		t.Fatal(err)
-	}
+	r := testrepo.New(t)
+	_, m := testrepo.Import(t, r, img, "small:v1", image.ImportOptions{})
 	return r, m
 }

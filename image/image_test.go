@@ -12,6 +12,7 @@ import (
 	"mis/chunker"
 	"mis/fixtures"
 	"mis/image"
+	"mis/internal/testrepo"
 	"mis/layer"
 	"mis/manifest"
 	"mis/repo"
@@ -24,41 +25,11 @@ var exactKinds = []string{
 	"ext4-kernel", "gpt", "mbr", "squashfs", "iso",
 }
 
-func newRepo(t *testing.T) *repo.Repo {
-	t.Helper()
-	dir := filepath.Join(t.TempDir(), "repo")
-	if err := repo.Init(dir, repo.InitOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	r, err := repo.Open(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return r
-}
+func newRepo(t *testing.T) *repo.Repo { return testrepo.New(t) }
 
 // importImage imports path as name:tag and returns the stored version.
 func importImage(t *testing.T, r *repo.Repo, path, ref string, opt image.ImportOptions) (*layer.Version, *manifest.Manifest) {
-	t.Helper()
-	ctx := context.Background()
-	w, err := r.OpenWriter(ctx, "test import")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer w.Close()
-	m, err := image.Import(ctx, w, r.Config().Chunker, path, opt)
-	if err != nil {
-		t.Fatalf("import %s: %v", path, err)
-	}
-	lr, err := layer.ParseRef(ref)
-	if err != nil {
-		t.Fatal(err)
-	}
-	v := &layer.Version{Source: path}
-	if err := layer.Save(ctx, w, lr, v, m); err != nil {
-		t.Fatal(err)
-	}
-	return v, m
+	return testrepo.Import(t, r, path, ref, opt)
 }
 
 // exportVersion loads ref's manifest from the repository (not the one the

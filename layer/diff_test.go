@@ -14,6 +14,7 @@ import (
 	"mis/chunker"
 	"mis/fixtures"
 	"mis/image"
+	"mis/internal/testrepo"
 	"mis/layer"
 	"mis/manifest"
 	"mis/repo"
@@ -191,55 +192,17 @@ func nlink(fi os.FileInfo) uint64 {
 	return 0
 }
 
-func newRepo(t *testing.T) *repo.Repo {
-	t.Helper()
-	dir := filepath.Join(t.TempDir(), "repo")
-	if err := repo.Init(dir, repo.InitOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	r, err := repo.Open(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return r
-}
+func newRepo(t *testing.T) *repo.Repo { return testrepo.New(t) }
 
 func importImage(t *testing.T, r *repo.Repo, path, ref string) *layer.Version {
-	t.Helper()
-	ctx := context.Background()
-	w, err := r.OpenWriter(ctx, "test import")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer w.Close()
-	m, err := image.Import(ctx, w, r.Config().Chunker, path, image.ImportOptions{})
-	if err != nil {
-		t.Fatalf("import %s: %v", path, err)
-	}
-	lr, err := layer.ParseRef(ref)
-	if err != nil {
-		t.Fatal(err)
-	}
-	v := &layer.Version{Source: path}
-	if err := layer.Save(ctx, w, lr, v, m); err != nil {
-		t.Fatal(err)
-	}
+	v, _ := testrepo.Import(t, r, path, ref, image.ImportOptions{})
 	return v
 }
 
 func loadManifest(t *testing.T, r *repo.Repo, ref string) *manifest.Manifest {
 	t.Helper()
-	ctx := context.Background()
 	lr, _ := layer.ParseRef(ref)
-	var v *layer.Version
-	if err := r.View(ctx, func(tx *repo.Tx) error {
-		var err error
-		v, err = layer.Resolve(tx, lr)
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
-	m, err := layer.LoadManifest(ctx, r, v)
+	_, m, err := layer.Load(context.Background(), r, lr)
 	if err != nil {
 		t.Fatal(err)
 	}

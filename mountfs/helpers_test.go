@@ -8,14 +8,13 @@ import (
 	"log"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"mis/fixtures"
 	"mis/image"
+	"mis/internal/testrepo"
 	"mis/layer"
 	"mis/manifest"
 	"mis/mountfs"
@@ -89,47 +88,17 @@ func (b *lockedBuffer) String() string {
 	return b.buf.String()
 }
 
-func newRepo(t testing.TB) *repo.Repo {
-	t.Helper()
-	dir := filepath.Join(t.TempDir(), "repo")
-	if err := repo.Init(dir, repo.InitOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	r, err := repo.Open(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return r
-}
+func newRepo(t testing.TB) *repo.Repo { return testrepo.New(t) }
 
 func importImage(t testing.TB, r *repo.Repo, path, ref string) {
-	t.Helper()
-	ctx := context.Background()
-	w, err := r.OpenWriter(ctx, "test import")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer w.Close()
-	m, err := image.Import(ctx, w, r.Config().Chunker, path, image.ImportOptions{})
-	if err != nil {
-		t.Fatalf("import %s: %v", path, err)
-	}
-	lr, err := layer.ParseRef(ref)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := layer.Save(ctx, w, lr, &layer.Version{Source: path}, m); err != nil {
-		t.Fatal(err)
-	}
+	testrepo.Import(t, r, path, ref, image.ImportOptions{})
 }
 
 // imported imports fixture kind into a fresh repository as img:v1.
 func imported(t testing.TB, kind string) (src string, r *repo.Repo) {
 	t.Helper()
 	treecmp.RequireRoot(t)
-	src = fixtures.Path(t, kind)
-	r = newRepo(t)
-	importImage(t, r, src, "img:v1")
+	src, r, _ = testrepo.Fixture(t, kind)
 	return src, r
 }
 

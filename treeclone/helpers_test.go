@@ -10,8 +10,7 @@ import (
 	"strings"
 	"testing"
 
-	"mis/fixtures"
-	"mis/image"
+	"mis/internal/testrepo"
 	"mis/layer"
 	"mis/manifest"
 	"mis/mountfs"
@@ -40,40 +39,14 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
-func newRepo(t testing.TB) *repo.Repo {
-	t.Helper()
-	dir := filepath.Join(t.TempDir(), "repo")
-	if err := repo.Init(dir, repo.InitOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	r, err := repo.Open(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return r
-}
+func newRepo(t testing.TB) *repo.Repo { return testrepo.New(t) }
 
 // importFixture imports fixture kind into a fresh repository as img:v1
 // and returns the repository and the version.
 func importFixture(t testing.TB, kind string) (*repo.Repo, *layer.Version) {
 	t.Helper()
 	treecmp.RequireRoot(t)
-	src := fixtures.Path(t, kind)
-	r := newRepo(t)
-	ctx := context.Background()
-	w, err := r.OpenWriter(ctx, "test import")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer w.Close()
-	m, err := image.Import(ctx, w, r.Config().Chunker, src, image.ImportOptions{})
-	if err != nil {
-		t.Fatalf("import %s: %v", src, err)
-	}
-	v := &layer.Version{Source: src}
-	if err := layer.Save(ctx, w, layer.Ref{Name: "img", Tag: "v1"}, v, m); err != nil {
-		t.Fatal(err)
-	}
+	_, r, v := testrepo.Fixture(t, kind)
 	return r, v
 }
 

@@ -11,6 +11,7 @@ import (
 	"mis/fixtures"
 	"mis/image"
 	"mis/layer"
+	"mis/manifest"
 	"mis/repo"
 )
 
@@ -28,9 +29,9 @@ func New(tb testing.TB) *repo.Repo {
 	return r
 }
 
-// Import stores the raw image at path as version ref (NAME:TAG), without
-// a parent, and returns the version.
-func Import(tb testing.TB, r *repo.Repo, path, ref string) *layer.Version {
+// Import stores the raw image at path as version ref (NAME:TAG) with opt
+// (no parent unless opt names one) and returns the version and manifest.
+func Import(tb testing.TB, r *repo.Repo, path, ref string, opt image.ImportOptions) (*layer.Version, *manifest.Manifest) {
 	tb.Helper()
 	lr, err := layer.ParseRef(ref)
 	if err != nil {
@@ -42,7 +43,7 @@ func Import(tb testing.TB, r *repo.Repo, path, ref string) *layer.Version {
 		tb.Fatal(err)
 	}
 	defer w.Close()
-	m, err := image.Import(ctx, w, r.Config().Chunker, path, image.ImportOptions{})
+	m, err := image.Import(ctx, w, r.Config().Chunker, path, opt)
 	if err != nil {
 		tb.Fatalf("import %s: %v", path, err)
 	}
@@ -50,7 +51,7 @@ func Import(tb testing.TB, r *repo.Repo, path, ref string) *layer.Version {
 	if err := layer.Save(ctx, w, lr, v, m); err != nil {
 		tb.Fatal(err)
 	}
-	return v
+	return v, m
 }
 
 // Fixture imports the fixture image of kind (built with real tools, see
@@ -59,5 +60,6 @@ func Fixture(tb testing.TB, kind string) (src string, r *repo.Repo, v *layer.Ver
 	tb.Helper()
 	src = fixtures.Path(tb, kind)
 	r = New(tb)
-	return src, r, Import(tb, r, src, "img:v1")
+	v, _ = Import(tb, r, src, "img:v1", image.ImportOptions{})
+	return src, r, v
 }

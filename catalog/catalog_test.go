@@ -11,10 +11,10 @@ import (
 	"mis/catalog"
 	"mis/clone"
 	"mis/image"
-	"mis/internal/testrepo"
 	"mis/layer"
 	"mis/manifest"
 	"mis/repo"
+	"mis/testkit/testrepo"
 )
 
 func ref(t *testing.T, s string) layer.Ref {

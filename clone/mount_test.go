@@ -14,12 +14,12 @@ import (
 
 	"mis/clone"
 	"mis/image"
-	"mis/internal/testrepo"
 	"mis/layer"
 	"mis/manifest"
 	"mis/mountfs"
 	"mis/repo"
-	"mis/treecmp"
+	"mis/testkit/testrepo"
+	"mis/testkit/treecmp"
 )
 
 const fusectlDir = "/sys/fs/fuse/connections"

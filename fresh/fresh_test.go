@@ -16,7 +16,7 @@ import (
 	"mis/fresh"
 	"mis/manifest"
 	"mis/otherfs"
-	"mis/treecmp"
+	"mis/testkit/treecmp"
 )
 
 // freshKinds are the fixtures a fresh export must rebuild faithfully.

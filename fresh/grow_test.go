@@ -7,7 +7,7 @@ import (
 	"mis/repo"
 
 	"mis/fresh"
-	"mis/treecmp"
+	"mis/testkit/treecmp"
 )
 
 // TestFreshExportIsDeterministic exports the same version twice: the bytes

@@ -14,10 +14,10 @@ import (
 
 	"mis/ext4"
 	"mis/fresh"
-	"mis/internal/testrepo"
 	"mis/layer"
 	"mis/manifest"
 	"mis/repo"
+	"mis/testkit/testrepo"
 )
 
 // importFixture imports fixture kind into a new repository and returns

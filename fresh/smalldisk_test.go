@@ -12,9 +12,9 @@ import (
 	"golang.org/x/sys/unix"
 
 	"mis/image"
-	"mis/internal/testrepo"
 	"mis/manifest"
 	"mis/repo"
+	"mis/testkit/testrepo"
 )
 
 // smallDisk builds a 48 MiB disk quickly (the fixtures' ext trees hold a

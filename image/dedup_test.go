@@ -9,7 +9,7 @@ import (
 
 	"mis/fixtures"
 	"mis/image"
-	"mis/treecmp"
+	"mis/testkit/treecmp"
 )
 
 // TestSecondImageAddsLittleMoreThanTheDifference imports a fixture, then a

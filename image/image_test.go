@@ -12,11 +12,11 @@ import (
 	"mis/chunker"
 	"mis/fixtures"
 	"mis/image"
-	"mis/internal/testrepo"
 	"mis/layer"
 	"mis/manifest"
 	"mis/repo"
-	"mis/treecmp"
+	"mis/testkit/testrepo"
+	"mis/testkit/treecmp"
 )
 
 // exactKinds are the fixtures that must export byte-identical.

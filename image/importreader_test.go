@@ -16,7 +16,7 @@ import (
 	"mis/layer"
 	"mis/manifest"
 	"mis/repo"
-	"mis/treecmp"
+	"mis/testkit/treecmp"
 )
 
 // importReader runs ImportReader and saves the result as ref.

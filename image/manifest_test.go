@@ -17,7 +17,7 @@ import (
 	"mis/image"
 	"mis/manifest"
 	"mis/repo"
-	"mis/treecmp"
+	"mis/testkit/treecmp"
 )
 
 // TestManifestMatchesKernel checks every entry of each fixture's manifest

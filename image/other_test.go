@@ -15,7 +15,7 @@ import (
 	"mis/image"
 	"mis/manifest"
 	"mis/repo"
-	"mis/treecmp"
+	"mis/testkit/treecmp"
 )
 
 // otherFilesystems returns the FAT, ISO 9660 and squashfs filesystems walked.

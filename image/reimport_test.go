@@ -12,7 +12,7 @@ import (
 	"mis/layer"
 	"mis/manifest"
 	"mis/repo"
-	"mis/treecmp"
+	"mis/testkit/treecmp"
 )
 
 // importWithParent imports path as ref with parent's manifest and returns

@@ -14,11 +14,11 @@ import (
 	"mis/chunker"
 	"mis/fixtures"
 	"mis/image"
-	"mis/internal/testrepo"
 	"mis/layer"
 	"mis/manifest"
 	"mis/repo"
-	"mis/treecmp"
+	"mis/testkit/testrepo"
+	"mis/testkit/treecmp"
 )
 
 func entry(ino uint32, paths ...string) manifest.Entry {

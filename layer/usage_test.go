@@ -12,7 +12,7 @@ import (
 	"mis/image"
 	"mis/layer"
 	"mis/repo"
-	"mis/treecmp"
+	"mis/testkit/treecmp"
 )
 
 // usageImport imports path as ref, with no parent (dedup alone must find

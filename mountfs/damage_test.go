@@ -16,7 +16,7 @@ import (
 	"mis/manifest"
 	"mis/mountfs"
 	"mis/repo"
-	"mis/treecmp"
+	"mis/testkit/treecmp"
 )
 
 // A flipped byte in a pack makes exactly the reads that need that chunk

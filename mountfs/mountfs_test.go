@@ -15,7 +15,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"mis/mountfs"
-	"mis/treecmp"
+	"mis/testkit/treecmp"
 )
 
 // diskKinds cover a bare filesystem, inline data, 1 KiB blocks, a

@@ -16,7 +16,7 @@ import (
 
 	"mis/manifest"
 	"mis/otherfs"
-	"mis/treecmp"
+	"mis/testkit/treecmp"
 )
 
 // These tests pin go-diskfs v1.9.4 bugs that otherfs works around or

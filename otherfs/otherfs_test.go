@@ -18,7 +18,7 @@ import (
 	"mis/fixtures"
 	"mis/manifest"
 	"mis/otherfs"
-	"mis/treecmp"
+	"mis/testkit/treecmp"
 )
 
 // walked is one entry as Walk gave it, with its content's hash.

@@ -11,8 +11,8 @@ import (
 	"golang.org/x/sys/unix"
 
 	"mis/manifest"
+	"mis/testkit/treecmp"
 	"mis/treeclone"
-	"mis/treecmp"
 )
 
 // smallBase is a hand-made manifest of a 1 MiB disk with one filesystem:

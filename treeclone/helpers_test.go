@@ -10,13 +10,13 @@ import (
 	"strings"
 	"testing"
 
-	"mis/internal/testrepo"
 	"mis/layer"
 	"mis/manifest"
 	"mis/mountfs"
 	"mis/repo"
+	"mis/testkit/testrepo"
+	"mis/testkit/treecmp"
 	"mis/treeclone"
-	"mis/treecmp"
 )
 
 const fusectlDir = "/sys/fs/fuse/connections"

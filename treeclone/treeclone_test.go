@@ -20,8 +20,8 @@ import (
 	"mis/layer"
 	"mis/manifest"
 	"mis/mountfs"
+	"mis/testkit/treecmp"
 	"mis/treeclone"
-	"mis/treecmp"
 )
 
 // skip leaves two base paths out of comparisons that go through FUSE:

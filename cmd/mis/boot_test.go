@@ -14,8 +14,8 @@ import (
 
 	"mis/disk"
 	"mis/fixtures"
-	"mis/treecmp"
-	"mis/vmtest"
+	"mis/testkit/treecmp"
+	"mis/testkit/vmtest"
 )
 
 // TestCLIBootCloneAndCommit is the clones' end-to-end test: a Debian image

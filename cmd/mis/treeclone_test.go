@@ -10,7 +10,7 @@ import (
 	"testing"
 
 	"mis/fixtures"
-	"mis/treecmp"
+	"mis/testkit/treecmp"
 )
 
 // TestCLITreeCloneEditCommitFresh is the tree clones' end-to-end test: a tree

@@ -62,7 +62,7 @@ func describe(err error) string {
 	case "ExpiredToken", "InvalidToken", "TokenRefreshRequired":
 		msg += "; the session token is expired or invalid: check AWS_SESSION_TOKEN"
 	case "NoSuchBucket":
-		msg += "; the bucket does not exist"
+		msg += "; fix the bucket in the URL, or create the bucket"
 	case "InvalidRegion", "AuthorizationHeaderMalformed", "PermanentRedirect", "IllegalLocationConstraintException":
 		msg += "; the region is wrong: set AWS_REGION to the bucket's region"
 		if resp.Region != "" {

@@ -39,19 +39,31 @@
 // # Not exist
 //
 // A missing pack is an error wrapping fs.ErrNotExist only when S3 says
-// the key does not exist (404 NoSuchKey; for a HEAD, which carries no
-// error code, a 404 confirmed by a HEAD of the bucket). A missing bucket,
-// 403 (S3 answers 403 for a missing key when the caller may not list the
-// bucket), and every other failure are errors that do not wrap it.
+// the key does not exist: a 404 NoSuchKey, confirmed by a HEAD of the
+// bucket (a HEAD answer carries no error code, so a missing bucket would
+// look the same). A missing bucket, 403 (S3 answers 403 for a missing key
+// when the caller may not list the bucket), and every other failure are
+// errors that do not wrap it: a misconfigured store must never make gc
+// or a reader believe that packs are gone.
 //
 // # Retries
 //
 // Each request is retried with exponential backoff and jitter (Options.
-// Retry) when the answer is 5xx, a throttling or timeout answer (503
-// SlowDown, 429, 408, 400 RequestTimeout), a network error or an attempt
-// that outlived its own deadline; never on another 4xx. minio-go's own
-// retries are switched off so that this is the one policy. A cancelled
-// context stops everything at once, and the error wraps ctx.Err().
+// Retry; default 8 tries, waits drawn from [d/2, d] with d doubling from
+// 100 ms to 5 s) when the answer is 5xx, a throttling or timeout answer
+// (503 SlowDown, 429, 408, 400 RequestTimeout), a network error, a
+// response body that broke off, or a try that outlived its own deadline
+// (30 s plus the payload at 256 KiB/s); never on another 4xx. minio-go's
+// own retries are switched off so that this is the one policy. A
+// cancelled context stops everything at once, and the error wraps
+// ctx.Err(). Stats counts failed and retried tries.
+//
+// Retried writes are safe because a name always stands for the same
+// bytes: a PUT whose answer was lost and is sent again stores the same
+// object; a CompleteMultipartUpload whose answer was lost is recognised
+// (NoSuchUpload, and the object is there with the right size); a lost
+// answer to CreateMultipartUpload leaves an upload RemoveIncomplete
+// aborts.
 //
 // # Configuration
 //

@@ -41,7 +41,7 @@ const (
 	defaultPartSize           = 16 << 20
 	defaultParallel           = 4
 	minPartSize               = 5 << 20
-	listPage                  = 1000
+	defaultListPage           = 1000 // S3's maximum
 )
 
 // Store is a repo.PackStore in an S3 bucket. It is safe for concurrent
@@ -54,6 +54,8 @@ type Store struct {
 	packs  string // key prefix of the packs: PREFIX/packs/
 	stats  counters
 	bucket string
+	// listPage is the most keys or uploads one LIST asks for.
+	listPage int
 }
 
 type counters struct {
@@ -116,12 +118,13 @@ func New(cfg Config, opts Options) (*Store, error) {
 		return nil, fmt.Errorf("s3store: %s: %w", cfg, err)
 	}
 	return &Store{
-		cfg:    cfg,
-		core:   core,
-		opts:   opts,
-		retry:  opts.Retry.withDefaults(),
-		packs:  cfg.Prefix + "packs/",
-		bucket: cfg.Bucket,
+		cfg:      cfg,
+		core:     core,
+		opts:     opts,
+		retry:    opts.Retry.withDefaults(),
+		packs:    cfg.Prefix + "packs/",
+		bucket:   cfg.Bucket,
+		listPage: defaultListPage,
 	}, nil
 }
 
@@ -374,7 +377,7 @@ func (s *Store) List(ctx context.Context, fn func(name string, size int64) error
 	}
 	after := ""
 	fetchOwner := false
-	page := make([]minio.ObjectInfo, 0, listPage)
+	page := make([]minio.ObjectInfo, 0, s.listPage)
 	for {
 		more := false
 		err := s.do(ctx, 0, func(ctx context.Context) error {
@@ -382,13 +385,13 @@ func (s *Store) List(ctx context.Context, fn func(name string, size int64) error
 			lctx, cancel := context.WithCancel(ctx)
 			defer cancel()
 			for obj := range s.core.ListObjectsIter(lctx, s.bucket, minio.ListObjectsOptions{
-				Prefix: s.packs, Recursive: true, StartAfter: after, MaxKeys: listPage, FetchOwner: &fetchOwner,
+				Prefix: s.packs, Recursive: true, StartAfter: after, MaxKeys: s.listPage, FetchOwner: &fetchOwner,
 			}) {
 				if obj.Err != nil {
 					return obj.Err
 				}
 				page = append(page, obj)
-				if len(page) == listPage {
+				if len(page) == s.listPage {
 					more = true
 					break
 				}
@@ -636,43 +639,59 @@ func (s *Store) abort(ctx context.Context, key, uploadID string) error {
 
 // RemoveIncomplete implements repo.PackStore: it aborts every incomplete
 // multipart upload under PREFIX/packs/, Parallel at a time.
+//
+// It lists a page of uploads, aborts them, and lists again from the
+// start until a listing is complete, instead of paging with key and
+// upload-id markers: versitygw 1.8.0 rejects the markers it hands out
+// ("400 InvalidArgument: Invalid uploadId marker", see TestPaging), and
+// aborted uploads drop out of the listing anyway.
 func (s *Store) RemoveIncomplete(ctx context.Context) (int, error) {
 	if err := ctx.Err(); err != nil {
 		return 0, s.opErr("remove incomplete uploads", s.packs, err)
 	}
-	type upload struct{ key, id string }
-	var uploads []upload
-	keyMarker, idMarker := "", ""
+	removed, stuck := 0, 0
 	for {
 		var res minio.ListMultipartUploadsResult
 		err := s.do(ctx, 0, func(ctx context.Context) error {
 			var err error
-			res, err = s.core.ListMultipartUploads(ctx, s.bucket, s.packs, keyMarker, idMarker, "", listPage)
+			res, err = s.core.ListMultipartUploads(ctx, s.bucket, s.packs, "", "", "", s.listPage)
 			return err
 		})
 		if err != nil {
-			return 0, s.opErr("list incomplete uploads", s.packs, err)
+			return removed, s.opErr("list incomplete uploads", s.packs, err)
 		}
-		for _, u := range res.Uploads {
-			if strings.HasPrefix(u.Key, s.packs) {
-				uploads = append(uploads, upload{u.Key, u.UploadID})
-			}
+		n, gone, err := s.abortAll(ctx, res.Uploads)
+		removed += n
+		if err != nil {
+			return removed, err
 		}
 		if !res.IsTruncated {
-			break
+			return removed, nil
 		}
-		if res.NextKeyMarker == keyMarker && res.NextUploadIDMarker == idMarker {
-			return 0, s.opErr("list incomplete uploads", s.packs, errors.New("the server's listing is truncated but does not advance"))
+		// A page of uploads that are all gone already (a listing that
+		// lags behind the aborts) is listed again, but not forever.
+		if stuck++; n > 0 {
+			stuck = 0
 		}
-		keyMarker, idMarker = res.NextKeyMarker, res.NextUploadIDMarker
+		if stuck == 3 {
+			return removed, s.opErr("list incomplete uploads", s.packs,
+				fmt.Errorf("the server keeps listing %d uploads that are gone", gone))
+		}
 	}
+}
 
-	var removed atomic.Int64
+// abortAll aborts uploads, Parallel at a time. It returns how many it
+// aborted and how many were already gone.
+func (s *Store) abortAll(ctx context.Context, uploads []minio.ObjectMultipartInfo) (removed, gone int, err error) {
+	var nRemoved, nGone atomic.Int64
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	var firstErr error
 	sem := make(chan struct{}, s.opts.Parallel)
 	for _, u := range uploads {
+		if !strings.HasPrefix(u.Key, s.packs) {
+			continue
+		}
 		select {
 		case sem <- struct{}{}:
 		case <-ctx.Done():
@@ -684,24 +703,25 @@ func (s *Store) RemoveIncomplete(ctx context.Context) (int, error) {
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
-			gone := false
+			wasGone := false
 			err := s.do(ctx, 0, func(ctx context.Context) error {
-				err := s.core.AbortMultipartUpload(ctx, s.bucket, u.key, u.id)
+				err := s.core.AbortMultipartUpload(ctx, s.bucket, u.Key, u.UploadID)
 				if isNoSuchUpload(err) {
-					gone, err = true, nil
+					wasGone, err = true, nil
 				}
 				return err
 			})
-			if err != nil {
+			switch {
+			case err != nil:
 				mu.Lock()
 				if firstErr == nil {
-					firstErr = s.opErr("abort upload "+u.id+" of", u.key, err)
+					firstErr = s.opErr("abort upload "+u.UploadID+" of", u.Key, err)
 				}
 				mu.Unlock()
-				return
-			}
-			if !gone {
-				removed.Add(1)
+			case wasGone:
+				nGone.Add(1)
+			default:
+				nRemoved.Add(1)
 			}
 		}()
 	}
@@ -709,5 +729,5 @@ func (s *Store) RemoveIncomplete(ctx context.Context) (int, error) {
 	if firstErr == nil && ctx.Err() != nil {
 		firstErr = s.opErr("remove incomplete uploads", s.packs, ctx.Err())
 	}
-	return int(removed.Load()), firstErr
+	return int(nRemoved.Load()), int(nGone.Load()), firstErr
 }

@@ -48,8 +48,8 @@
 //
 // # Retries
 //
-// Each request is retried with exponential backoff and jitter (Options.
-// Retry; default 8 tries, waits drawn from [d/2, d] with d doubling from
+// Each request is retried with exponential backoff and jitter
+// (Options.Retry; default 8 tries, waits drawn from [d/2, d] with d doubling from
 // 100 ms to 5 s) when the answer is 5xx, a throttling or timeout answer
 // (503 SlowDown, 429, 408, 400 RequestTimeout), a network error, a
 // response body that broke off, or a try that outlived its own deadline

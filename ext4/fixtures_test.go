@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 // Test fixtures are built by real tools (mke2fs -d, the kernel via loop
@@ -52,9 +53,11 @@ func cachedBuild(t testing.TB, name, script string) string {
 	tmp := out + ".tmp"
 	cmd := exec.Command("bash", "-euo", "pipefail", "-c", script)
 	cmd.Env = append(os.Environ(), "OUT="+tmp, "TMPD="+t.TempDir())
+	start := time.Now()
 	if b, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("building fixture %s: %v\n%s", name, err, b)
 	}
+	t.Logf("built fixture %s in %.1fs", name, time.Since(start).Seconds())
 	if err := os.Rename(tmp, out); err != nil {
 		t.Fatal(err)
 	}

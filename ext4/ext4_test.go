@@ -27,6 +27,7 @@ func openImage(t testing.TB, path string) *FS {
 func TestVariantsMatchLoopMount(t *testing.T) {
 	for _, v := range fixtureVariants {
 		t.Run(v.name, func(t *testing.T) {
+			t.Parallel()
 			img := variantImage(t, v.name, v.args)
 			fsys := openImage(t, img)
 			CompareImageWithLoopMount(t, fsys, img)
@@ -42,6 +43,7 @@ func TestKernelWrittenMatchesLoopMount(t *testing.T) {
 func TestVariantsMatchDebugfs(t *testing.T) {
 	for _, v := range fixtureVariants {
 		t.Run(v.name, func(t *testing.T) {
+			t.Parallel()
 			img := variantImage(t, v.name, v.args)
 			fsys := openImage(t, img)
 			CompareImageWithDebugfs(t, fsys, img, "/bigdir/")

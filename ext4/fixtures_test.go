@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -33,11 +34,19 @@ func fixtureCacheDir(t testing.TB) string {
 	return d
 }
 
+// buildMu holds a *sync.Mutex per fixture name.
+var buildMu sync.Map
+
 // cachedBuild runs a bash script with $OUT set to a fresh path and caches
 // the result under a name derived from the script text. Returns the path.
 func cachedBuild(t testing.TB, name, script string) string {
 	t.Helper()
 	requireRoot(t)
+	// Parallel subtests may ask for the same fixture: one builds, the
+	// others wait for it.
+	mu, _ := buildMu.LoadOrStore(name, new(sync.Mutex))
+	mu.(*sync.Mutex).Lock()
+	defer mu.(*sync.Mutex).Unlock()
 	sum := sha256.Sum256([]byte(script))
 	out := filepath.Join(fixtureCacheDir(t), name+"-"+hex.EncodeToString(sum[:8]))
 	if _, err := os.Stat(out); err == nil {

@@ -27,6 +27,7 @@ func openImage(t testing.TB, path string) *FS {
 func TestVariantsMatchLoopMount(t *testing.T) {
 	for _, v := range fixtureVariants {
 		t.Run(v.name, func(t *testing.T) {
+			t.Parallel()
 			img := variantImage(t, v.name, v.args)
 			fsys := openImage(t, img)
 			CompareImageWithLoopMount(t, fsys, img)
@@ -42,11 +43,50 @@ func TestKernelWrittenMatchesLoopMount(t *testing.T) {
 func TestVariantsMatchDebugfs(t *testing.T) {
 	for _, v := range fixtureVariants {
 		t.Run(v.name, func(t *testing.T) {
+			t.Parallel()
 			img := variantImage(t, v.name, v.args)
 			fsys := openImage(t, img)
 			CompareImageWithDebugfs(t, fsys, img, "/bigdir/")
 			CheckUsedBlocks(t, fsys)
+			checkDirShapes(t, fsys, img)
 		})
+	}
+}
+
+// checkDirShapes checks that the variants hold the directories they are
+// built for: /bigdir an htree (the kernel wrote it) with an index level
+// below the root when blocks are 1 KiB, /lineardir a linear directory of
+// several blocks (mke2fs -d wrote it).
+func checkDirShapes(t *testing.T, fsys *FS, img string) {
+	t.Helper()
+	big, in := inodeOf(t, fsys, "/bigdir")
+	if in.Flags&FlagIndex == 0 {
+		t.Errorf("/bigdir is not an htree directory (flags 0x%x)", in.Flags)
+	} else {
+		ext, err := fsys.Extents(big)
+		if err != nil || len(ext) == 0 || ext[0].Logical != 0 {
+			t.Fatalf("/bigdir extents %v %v", ext, err)
+		}
+		f, err := os.Open(img)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		root := make([]byte, fsys.BlockSize())
+		if _, err := f.ReadAt(root, int64(ext[0].Physical)*int64(len(root))); err != nil {
+			t.Fatal(err)
+		}
+		// dx_root: "." (12 bytes), ".." header (12), then dx_root_info
+		// with indirect_levels at byte 0x1e.
+		levels := root[0x1e]
+		if want := map[uint32]uint8{1024: 1, 4096: 0}[fsys.BlockSize()]; levels != want {
+			t.Errorf("/bigdir htree has %d index levels below the root, want %d", levels, want)
+		}
+		t.Logf("/bigdir: htree, %d bytes, %d index levels below the root", in.Size, levels)
+	}
+	_, lin := inodeOf(t, fsys, "/lineardir")
+	if lin.Flags&FlagIndex != 0 || lin.Size < 4*uint64(fsys.BlockSize()) {
+		t.Errorf("/lineardir: flags 0x%x, size %d: want a linear directory of several blocks", lin.Flags, lin.Size)
 	}
 }
 

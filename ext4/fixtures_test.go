@@ -7,7 +7,9 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 )
 
 // Test fixtures are built by real tools (mke2fs -d, the kernel via loop
@@ -32,11 +34,19 @@ func fixtureCacheDir(t testing.TB) string {
 	return d
 }
 
+// buildMu holds a *sync.Mutex per fixture name.
+var buildMu sync.Map
+
 // cachedBuild runs a bash script with $OUT set to a fresh path and caches
 // the result under a name derived from the script text. Returns the path.
 func cachedBuild(t testing.TB, name, script string) string {
 	t.Helper()
 	requireRoot(t)
+	// Parallel subtests may ask for the same fixture: one builds, the
+	// others wait for it.
+	mu, _ := buildMu.LoadOrStore(name, new(sync.Mutex))
+	mu.(*sync.Mutex).Lock()
+	defer mu.(*sync.Mutex).Unlock()
 	sum := sha256.Sum256([]byte(script))
 	out := filepath.Join(fixtureCacheDir(t), name+"-"+hex.EncodeToString(sum[:8]))
 	if _, err := os.Stat(out); err == nil {
@@ -52,9 +62,11 @@ func cachedBuild(t testing.TB, name, script string) string {
 	tmp := out + ".tmp"
 	cmd := exec.Command("bash", "-euo", "pipefail", "-c", script)
 	cmd.Env = append(os.Environ(), "OUT="+tmp, "TMPD="+t.TempDir())
+	start := time.Now()
 	if b, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("building fixture %s: %v\n%s", name, err, b)
 	}
+	t.Logf("built fixture %s in %.1fs", name, time.Since(start).Seconds())
 	if err := os.Rename(tmp, out); err != nil {
 		t.Fatal(err)
 	}
@@ -103,7 +115,9 @@ setfattr -n user.big -v "$(head -c 900 /dev/zero | tr '\0' 'B')" xat
 mkdir acldir; setfacl -m u:1000:rx,g:2000:r,m:rwx acldir; setfacl -d -m u:1000:rwx,o::- acldir
 echo a > acldir/file; setfacl -m u:3000:rw acldir/file
 echo c > capfile; setcap cap_net_raw,cap_sys_admin+ep capfile
-mkdir bigdir; (cd bigdir && seq -f 'entry_with_a_longish_name_%06g' 20000 | xargs touch)
+# a directory of several blocks that mke2fs -d writes linearly (no htree);
+# the 20,000-entry htree directory is added by the kernel (variantImage)
+mkdir lineardir; (cd lineardir && seq -f 'linear_entry_with_a_longish_name_%04g' 400 | xargs touch)
 mkdir -p "deep/$(printf 'd/%.0s' $(seq 49))"; echo bottom > "deep/$(printf 'd/%.0s' $(seq 49))bottom"
 touch "$(printf 'n%.0s' $(seq 255))"; touch "$(printf 'm%.0s' $(seq 250))"
 touch "$(printf 'bad\xff\xfename')"
@@ -133,10 +147,22 @@ func sourceTree(t testing.TB) string {
 	return cachedBuild(t, "src", sourceTreeScript)
 }
 
-// variantImage builds (or reuses) the image of the source tree for a variant.
+// bigDirScript adds /bigdir, 20,000 empty files, to the image $OUT through a
+// kernel loop mount. The kernel makes it an htree directory (two index
+// levels with 1 KiB blocks) in seconds; mke2fs 1.47.0 -d took minutes per
+// image on it (quadratic) and wrote a linear directory, never an htree.
+const bigDirScript = `
+M="$TMPD/m"; mkdir -p "$M"; mount -o loop "$OUT" "$M"
+trap 'cd /; umount "$M" 2>/dev/null || true' EXIT
+mkdir "$M/bigdir"; (cd "$M/bigdir" && seq -f 'entry_with_a_longish_name_%06g' 20000 | xargs touch)
+umount "$M"
+`
+
+// variantImage builds (or reuses) the image of a variant: mke2fs -d copies
+// the source tree, then the kernel adds the big directory.
 func variantImage(t testing.TB, name, args string) string {
 	src := sourceTree(t)
-	script := `truncate -s 96M "$OUT" && mke2fs -q -F -N 30000 ` + args + ` -d ` + shellQuote(src) + ` "$OUT"`
+	script := `truncate -s 96M "$OUT" && mke2fs -q -F -N 30000 ` + args + ` -d ` + shellQuote(src) + ` "$OUT"` + bigDirScript
 	return cachedBuild(t, "img-"+name, script)
 }
 

@@ -163,9 +163,8 @@ func mountXattrs(t *testing.T, p string) string {
 }
 
 var (
-	hashBufMu sync.Mutex
-	hashBuf   = make([]byte, 1<<20)
-	hashZero  [4096]byte
+	hashBufs = sync.Pool{New: func() any { return new([1 << 20]byte) }}
+	hashZero [4096]byte
 )
 
 // hashContent hashes size and every non-zero 4 KiB piece (with its offset)
@@ -173,8 +172,9 @@ var (
 // pieces makes the hash independent of how holes are found, so the mount
 // side can skip holes with SEEK_DATA while the reader side reads them.
 func hashContent(t *testing.T, r io.ReaderAt, size int64, ranges [][2]int64) string {
-	hashBufMu.Lock()
-	defer hashBufMu.Unlock()
+	buf := hashBufs.Get().(*[1 << 20]byte)
+	defer hashBufs.Put(buf)
+	hashBuf := buf[:]
 	h := sha256.New()
 	fmt.Fprintf(h, "size %d\n", size)
 	const piece = int64(len(hashZero))

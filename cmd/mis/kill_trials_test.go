@@ -132,16 +132,20 @@ type killCounts struct {
 	RawBadger     int // trials where any command's stderr carried a raw Badger error
 	VerifyFails   int // verify --read-data not clean
 	WriterFails   int // the interrupted command, run again, failing
+	// What the kills left for the next open to repair (not failures: they
+	// show the repairs were exercised).
+	EmptyLogs   int // trials leaving an empty .mem or .vlog (Badger opens these in neither mode)
+	MemtableLog int // trials leaving a memtable log to replay (a killed read-write session)
 }
 
 func killTable(all []*killCounts) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "%-8s %6s %7s %13s %12s %13s %10s %12s %12s\n", "command", "trials", "killed", "versions_lost",
-		"bad_versions", "read_failures", "raw_badger", "verify_fails", "writer_fails")
+	fmt.Fprintf(&b, "%-8s %6s %7s %13s %12s %13s %10s %12s %12s %10s %9s\n", "command", "trials", "killed", "versions_lost",
+		"bad_versions", "read_failures", "raw_badger", "verify_fails", "writer_fails", "empty_logs", "memtables")
 	var tot killCounts
 	for _, c := range all {
-		fmt.Fprintf(&b, "%-8s %6d %7d %13d %12d %13d %10d %12d %12d\n", c.Command, c.Trials, c.KilledRunning, c.VersionsLost,
-			c.BadVersions, c.ReadFailures, c.RawBadger, c.VerifyFails, c.WriterFails)
+		fmt.Fprintf(&b, "%-8s %6d %7d %13d %12d %13d %10d %12d %12d %10d %9d\n", c.Command, c.Trials, c.KilledRunning, c.VersionsLost,
+			c.BadVersions, c.ReadFailures, c.RawBadger, c.VerifyFails, c.WriterFails, c.EmptyLogs, c.MemtableLog)
 		tot.Trials += c.Trials
 		tot.KilledRunning += c.KilledRunning
 		tot.VersionsLost += c.VersionsLost
@@ -150,18 +154,20 @@ func killTable(all []*killCounts) string {
 		tot.RawBadger += c.RawBadger
 		tot.VerifyFails += c.VerifyFails
 		tot.WriterFails += c.WriterFails
+		tot.EmptyLogs += c.EmptyLogs
+		tot.MemtableLog += c.MemtableLog
 	}
-	fmt.Fprintf(&b, "%-8s %6d %7d %13d %12d %13d %10d %12d %12d\n", "total", tot.Trials, tot.KilledRunning, tot.VersionsLost,
-		tot.BadVersions, tot.ReadFailures, tot.RawBadger, tot.VerifyFails, tot.WriterFails)
+	fmt.Fprintf(&b, "%-8s %6d %7d %13d %12d %13d %10d %12d %12d %10d %9d\n", "total", tot.Trials, tot.KilledRunning, tot.VersionsLost,
+		tot.BadVersions, tot.ReadFailures, tot.RawBadger, tot.VerifyFails, tot.WriterFails, tot.EmptyLogs, tot.MemtableLog)
 	return b.String()
 }
 
 func killTSV(all []*killCounts) string {
 	var b strings.Builder
-	b.WriteString("command\ttrials\tkilled_running\tversions_lost\tbad_versions\tread_failures\traw_badger_errors\tverify_failures\twriter_failures\n")
+	b.WriteString("command\ttrials\tkilled_running\tversions_lost\tbad_versions\tread_failures\traw_badger_errors\tverify_failures\twriter_failures\tempty_logs_left\tmemtable_logs_left\n")
 	for _, c := range all {
-		fmt.Fprintf(&b, "%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\n", c.Command, c.Trials, c.KilledRunning, c.VersionsLost,
-			c.BadVersions, c.ReadFailures, c.RawBadger, c.VerifyFails, c.WriterFails)
+		fmt.Fprintf(&b, "%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\n", c.Command, c.Trials, c.KilledRunning, c.VersionsLost,
+			c.BadVersions, c.ReadFailures, c.RawBadger, c.VerifyFails, c.WriterFails, c.EmptyLogs, c.MemtableLog)
 	}
 	return b.String()
 }
@@ -547,7 +553,13 @@ func (s *killSeries) killRun(args []string) (string, bool, string) {
 // checkAfterKill is steps 1-3 of a trial.
 func (s *killSeries) checkAfterKill(tr *killTrial, before map[string]string) {
 	t := s.t
-	metaState := metaListing(filepath.Join(s.repo, "meta"))
+	metaState, emptyLogs, memtables := metaListing(filepath.Join(s.repo, "meta"))
+	if emptyLogs {
+		s.counts.EmptyLogs++
+	}
+	if memtables {
+		s.counts.MemtableLog++
+	}
 	kept := ""
 	if dir := os.Getenv("MIS_KILL_KEEP"); dir != "" {
 		kept = filepath.Join(dir, fmt.Sprintf("%s-%d-%d-meta", s.name, s.trialN, time.Now().UnixNano()))
@@ -690,21 +702,26 @@ func largestFreeRange(t *testing.T, img string) [2]int64 {
 	return best
 }
 
-// metaListing describes the metadata directory: names and sizes.
-func metaListing(dir string) string {
+// metaListing describes the metadata directory (names and sizes) and says
+// whether it holds empty logs and non-empty memtable logs.
+func metaListing(dir string) (string, bool, bool) {
 	ents, err := os.ReadDir(dir)
 	if err != nil {
-		return err.Error()
+		return err.Error(), false, false
 	}
 	var b strings.Builder
+	empty, mem := false, false
 	for _, e := range ents {
 		fi, err := e.Info()
 		if err != nil {
 			continue
 		}
 		fmt.Fprintf(&b, "  %-20s %d\n", e.Name(), fi.Size())
+		isLog := strings.HasSuffix(e.Name(), ".mem") || strings.HasSuffix(e.Name(), ".vlog")
+		empty = empty || isLog && fi.Size() == 0
+		mem = mem || strings.HasSuffix(e.Name(), ".mem") && fi.Size() > 0
 	}
-	return b.String()
+	return b.String(), empty, mem
 }
 
 // waitLockPid waits until the writer lock names pid (or done closes).

@@ -88,23 +88,21 @@ func isBadgerLocked(err error) bool {
 	return err != nil && strings.Contains(err.Error(), "Cannot acquire directory lock")
 }
 
-// isBadgerRepairNeeded recognises the two states a writer killed mid-session
-// leaves that a read-only open cannot get past but a read-write open repairs:
-// a memtable log with a torn tail (ErrTruncateNeeded), and a memtable file
-// created but not yet sized (the read-only open tries to grow the empty file
-// through a read-only descriptor and fails "error while truncation", EINVAL).
-func isBadgerRepairNeeded(err error) bool {
-	if err == nil {
-		return false
-	}
-	msg := err.Error()
-	return strings.Contains(msg, badger.ErrTruncateNeeded.Error()) || strings.Contains(msg, "error while truncation")
-}
-
 // openMeta opens the metadata database, waiting while another process
-// holds it in a conflicting mode. A read-only open of a database left
-// unclean by a killed writer needs a log truncation that only a
-// read-write open performs, so openMeta does one first.
+// holds it in a conflicting mode.
+//
+// A writer killed inside a Badger read-write session leaves states a
+// read-only open cannot get past: a memtable log with a torn tail
+// (ErrTruncateNeeded, which only a read-write open truncates), and empty
+// memtable or value log files (a kill between Badger creating such a file
+// and sizing it, or between truncating one to zero and removing it).
+// Badger v4.9.6 opens an empty log in neither mode: read-only it tries to
+// grow the file through a read-only descriptor ("error while truncation"),
+// read-write it returns its internal "Create a new file" sentinel as an
+// error. So when an open fails for any reason but a held lock, openMeta
+// repairs once (removeEmptyLogs, then a brief read-write open, which is
+// Badger's own recovery) and tries again. If that does not help, the error
+// says so in mis's words: Badger's own text is for MIS_DEBUG=1.
 func (r *Repo) openMeta(ctx context.Context, readOnly bool) (*badger.DB, error) {
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
@@ -113,27 +111,29 @@ func (r *Repo) openMeta(ctx context.Context, readOnly bool) (*badger.DB, error) 
 	}
 	dir := r.metaDir()
 	backoff := 10 * time.Millisecond
+	repaired := false
 	for {
 		db, err := openBadger(dir, readOnly)
 		if err == nil {
 			return db, nil
 		}
-		if readOnly && isBadgerRepairNeeded(err) {
-			debugf("metadata needs log truncation; repairing with a read-write open")
-			if err := removeEmptyMemtables(dir); err != nil {
-				return nil, fmt.Errorf("%s: repair metadata: %w", r.dir, err)
-			}
-			rw, rwErr := openBadger(dir, false)
-			if rwErr == nil {
-				if err := rw.Close(); err != nil {
-					return nil, fmt.Errorf("%s: repair metadata: %w", r.dir, err)
-				}
+		if !isBadgerLocked(err) && !repaired {
+			repaired = true
+			debugf("open metadata (read-only %v): %v; repairing", readOnly, err)
+			rerr := repairMeta(dir)
+			if rerr == nil {
 				continue
 			}
-			err = rwErr
+			debugf("repair metadata: %v", rerr)
+			if isBadgerLocked(rerr) {
+				// Someone opened it meanwhile: wait for them, then try
+				// again (and repair again if it is still needed).
+				repaired = false
+			}
+			err = rerr
 		}
 		if !isBadgerLocked(err) {
-			return nil, fmt.Errorf("%s: open metadata: %w", r.dir, err)
+			return nil, r.metaOpenError(err)
 		}
 		select {
 		case <-ctx.Done():
@@ -146,13 +146,51 @@ func (r *Repo) openMeta(ctx context.Context, readOnly bool) (*badger.DB, error) 
 	}
 }
 
-// removeEmptyMemtables deletes zero-length memtable logs, which a writer
-// killed between creating and sizing one leaves behind. They hold no
-// entries, and Badger v4.9.6 cannot open them in either mode: read-only it
-// fails to grow them, read-write it returns its internal "Create a new
-// file" sentinel as an error. Done under Badger's own directory flock, so
-// no live session is creating one at the same moment.
-func removeEmptyMemtables(dir string) error {
+// repairMeta removes the empty logs a killed writer leaves, then opens the
+// database read-write once: Badger's own recovery truncates torn logs and
+// drops files its MANIFEST does not name.
+func repairMeta(dir string) error {
+	if err := removeEmptyLogs(dir); err != nil {
+		return err
+	}
+	rw, err := openBadger(dir, false)
+	if err != nil {
+		return err
+	}
+	return rw.Close()
+}
+
+// osCauses are operating-system errors worth showing as they are: the user
+// can act on them.
+var osCauses = []string{"permission denied", "no space left on device", "read-only file system",
+	"disk quota exceeded", "input/output error", "too many open files", "cannot allocate memory"}
+
+// metaOpenError is what a user sees when the metadata cannot be opened even
+// after repairMeta: the repository, what is wrong in our words, what to do.
+func (r *Repo) metaOpenError(err error) error {
+	detail := "; run again with MIS_DEBUG=1 to see the database's own error"
+	if os.Getenv("MIS_DEBUG") != "" {
+		detail = "; the database says: " + err.Error()
+	}
+	msg := err.Error()
+	for _, c := range osCauses {
+		if strings.Contains(msg, c) {
+			return fmt.Errorf("repository %s: cannot open its metadata database %s: %s; fix that and run the command again%s",
+				r.dir, r.metaDir(), c, detail)
+		}
+	}
+	return fmt.Errorf("repository %s: its metadata database %s cannot be opened, even after an automatic repair; "+
+		"it is damaged in a way mis does not repair by itself. Make no further changes, keep a copy of %s as it is "+
+		"(the packs still hold every chunk, but version records live only in the metadata) and report the problem%s",
+		r.dir, r.metaDir(), r.dir, detail)
+}
+
+// removeEmptyLogs deletes zero-length memtable (.mem) and value log
+// (.vlog) files, which a writer killed between creating and sizing one,
+// or between truncating and removing one, leaves behind. They hold no
+// entries. Done under Badger's own directory flock, so no live session is
+// creating one at the same moment.
+func removeEmptyLogs(dir string) error {
 	lock, err := os.OpenFile(filepath.Join(dir, "LOCK"), os.O_RDWR|os.O_CREATE, 0o644)
 	if err != nil {
 		return err
@@ -162,14 +200,18 @@ func removeEmptyMemtables(dir string) error {
 		return nil // a live session holds the database: nothing to repair now
 	}
 	defer unix.Flock(int(lock.Fd()), unix.LOCK_UN)
-	mems, err := filepath.Glob(filepath.Join(dir, "*.mem"))
-	if err != nil {
-		return err
+	var logs []string
+	for _, ext := range []string{"*.mem", "*.vlog"} {
+		m, err := filepath.Glob(filepath.Join(dir, ext))
+		if err != nil {
+			return err
+		}
+		logs = append(logs, m...)
 	}
 	removed := false
-	for _, m := range mems {
+	for _, m := range logs {
 		if fi, err := os.Stat(m); err == nil && fi.Size() == 0 {
-			debugf("removing empty memtable log %s left by a killed writer", m)
+			debugf("removing empty log %s left by a killed writer", m)
 			if err := os.Remove(m); err != nil {
 				return err
 			}

@@ -69,7 +69,7 @@ func (r *Repo) lockHolderDescription() string {
 
 func (r *Repo) acquireWriterLock(holder string) (*writerLock, error) {
 	path := r.lockPath()
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, FileMode)
 	if err != nil {
 		return nil, fmt.Errorf("open writer lock: %w", err)
 	}

@@ -80,7 +80,25 @@ func debugf(format string, args ...any) {
 }
 
 func openBadger(dir string, readOnly bool) (*badger.DB, error) {
-	return badger.Open(badgerOptions(dir, readOnly))
+	db, err := badger.Open(badgerOptions(dir, readOnly))
+	if err == nil && !readOnly {
+		// Badger created its LOCK and a memtable with 0666 &^ umask.
+		if err := fixMetaModes(dir); err != nil {
+			db.Close()
+			return nil, err
+		}
+	}
+	return db, err
+}
+
+// closeRW closes a read-write session and makes the files Badger created
+// during it private (see modes.go).
+func closeRW(db *badger.DB, dir string) error {
+	err := db.Close()
+	if ferr := fixMetaModes(dir); err == nil {
+		err = ferr
+	}
+	return err
 }
 
 // Badger wraps its errors with %v, so they can only be recognised by text.
@@ -125,7 +143,7 @@ func (r *Repo) openMeta(ctx context.Context, readOnly bool) (*badger.DB, error) 
 			}
 			rw, rwErr := openBadger(dir, false)
 			if rwErr == nil {
-				if err := rw.Close(); err != nil {
+				if err := closeRW(rw, dir); err != nil {
 					return nil, fmt.Errorf("%s: repair metadata: %w", r.dir, err)
 				}
 				continue
@@ -153,7 +171,7 @@ func (r *Repo) openMeta(ctx context.Context, readOnly bool) (*badger.DB, error) 
 // file" sentinel as an error. Done under Badger's own directory flock, so
 // no live session is creating one at the same moment.
 func removeEmptyMemtables(dir string) error {
-	lock, err := os.OpenFile(filepath.Join(dir, "LOCK"), os.O_RDWR|os.O_CREATE, 0o644)
+	lock, err := os.OpenFile(filepath.Join(dir, "LOCK"), os.O_RDWR|os.O_CREATE, FileMode)
 	if err != nil {
 		return err
 	}

@@ -86,6 +86,10 @@ func (r *Repo) OpenWriter(ctx context.Context, holder string) (*Writer, error) {
 		ctx:     ctx,
 		pending: map[chunker.ID]pendingChunk{},
 	}
+	if err := r.fixRepoModes(); err != nil {
+		lock.release()
+		return nil, fmt.Errorf("%s: make the repository private: %w", r.dir, err)
+	}
 	if err := w.recover(ctx); err != nil {
 		lock.release()
 		return nil, err
@@ -136,7 +140,7 @@ func (w *Writer) recover(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	defer db.Close()
+	defer closeRW(db, w.r.metaDir())
 	indexed := map[string]bool{}
 	err = db.View(func(txn *badger.Txn) error {
 		return iteratePacks(txn, func(name string, _ packInfo) error {
@@ -482,7 +486,7 @@ func (w *Writer) readWriteSessionLocked(ctx context.Context, fn func(db *badger.
 		return err
 	}
 	err = fn(rw)
-	if cerr := rw.Close(); err == nil && cerr != nil {
+	if cerr := closeRW(rw, w.r.metaDir()); err == nil && cerr != nil {
 		err = cerr
 	}
 	ro, oerr := w.r.openMeta(context.WithoutCancel(ctx), true)

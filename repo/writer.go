@@ -501,6 +501,9 @@ func (w *Writer) readWriteSessionLocked(ctx context.Context, fn func(db *badger.
 	return err
 }
 
+// Repo is the repository the writer writes to.
+func (w *Writer) Repo() *Repo { return w.r }
+
 // Stats returns counters for this writer's work so far.
 func (w *Writer) Stats() WriteStats {
 	w.mu.Lock()

@@ -35,7 +35,7 @@ const (
 // records (catalog, clone, treeclone) have always been created private;
 // a tree clone's upper directory holds the guest's own modes, which are
 // content and must not change.
-var repoOwnedEntries = []string{configName, configName + ".tmp", lockName, metaDir, packsDir, recordsDirs[0]}
+var repoOwnedEntries = []string{configName, configName + ".tmp", lockName, metaDir, packsDir, damagedDir, recordsDirs[0]}
 
 // fixModes makes path and everything under it private: directories
 // DirMode, regular files FileMode. Symbolic links are not followed.

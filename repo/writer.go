@@ -107,23 +107,7 @@ func (r *Repo) OpenWriter(ctx context.Context, holder string) (*Writer, error) {
 // that keeps gc and imports apart: whichever comes second waits, and gc
 // computes its live set only once it holds the lock.
 func (r *Repo) OpenWriterWait(ctx context.Context, holder string, wait time.Duration, onWait func(msg string)) (*Writer, error) {
-	deadline := time.Now().Add(wait)
-	told := false
-	for {
-		w, err := r.OpenWriter(ctx, holder)
-		if err == nil || !errors.Is(err, ErrLocked) || !time.Now().Before(deadline) {
-			return w, err
-		}
-		if !told && onWait != nil {
-			onWait(err.Error())
-			told = true
-		}
-		select {
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		case <-time.After(200 * time.Millisecond):
-		}
-	}
+	return r.waitForWriter(ctx, wait, onWait, func() (*Writer, error) { return r.OpenWriter(ctx, holder) })
 }
 
 // recover removes unfinished packs and indexes sealed packs that an

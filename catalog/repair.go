@@ -240,7 +240,7 @@ func (c *Catalog) dropBroken(ctx context.Context, w *repo.Writer, broken []Broke
 		b := &broken[i]
 		switch {
 		case len(b.HeldBy) > 0:
-			b.Kept = heldReason(b.HeldBy)
+			b.Kept = HeldReason(b.HeldBy)
 			continue
 		case needed[b.ID] != "":
 			b.Kept = needed[b.ID]
@@ -255,7 +255,8 @@ func (c *Catalog) dropBroken(ctx context.Context, w *repo.Writer, broken []Broke
 	return nil
 }
 
-func heldReason(hs []Holder) string {
+// HeldReason says what holds a version and what to do about it.
+func HeldReason(hs []Holder) string {
 	var parts []string
 	for _, h := range hs {
 		switch h.Kind {
@@ -281,7 +282,7 @@ func (c *Catalog) DropVersion(ctx context.Context, w *repo.Writer, id string) (*
 			return err
 		}
 		if len(holders) > 0 {
-			return fmt.Errorf("version %s is %s", id, heldReason(holders))
+			return fmt.Errorf("version %s is %s", id, HeldReason(holders))
 		}
 		res, err = layer.Drop(ctx, w, id)
 		return err

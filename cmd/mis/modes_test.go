@@ -85,6 +85,8 @@ func TestCLIRepositoryIsPrivate(t *testing.T) {
 	mustMis(t, repo, "rm", "img:v2")
 	mustMis(t, repo, "gc")
 	check("gc")
+	mustMis(t, repo, "verify", "--repair")
+	check("verify --repair")
 
 	// A repository made before the policy is fixed by its next writer.
 	for _, p := range []string{repo, filepath.Join(repo, "config.json"), filepath.Join(repo, "meta"), filepath.Join(repo, "packs")} {

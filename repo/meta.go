@@ -82,11 +82,7 @@ func debugf(format string, args ...any) {
 func openBadger(dir string, readOnly bool) (*badger.DB, error) {
 	db, err := badger.Open(badgerOptions(dir, readOnly))
 	if err == nil && !readOnly {
-		// Badger created its LOCK and a memtable with 0666 &^ umask.
-		if err := fixMetaModes(dir); err != nil {
-			db.Close()
-			return nil, err
-		}
+		fixMetaModes(dir) // Badger created its LOCK and a memtable with 0666 &^ umask
 	}
 	return db, err
 }
@@ -95,9 +91,7 @@ func openBadger(dir string, readOnly bool) (*badger.DB, error) {
 // during it private (see modes.go).
 func closeRW(db *badger.DB, dir string) error {
 	err := db.Close()
-	if ferr := fixMetaModes(dir); err == nil {
-		err = ferr
-	}
+	fixMetaModes(dir)
 	return err
 }
 

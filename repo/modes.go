@@ -5,6 +5,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"sync"
 )
 
 // File modes. A repository is private to its owner, as restic's are: the
@@ -24,7 +25,9 @@ import (
 // read-write sessions). Repositories made before this policy are fixed by
 // their next writer: OpenWriter walks the parts of the repository repo
 // owns when the repository directory's mode is not yet 0700 (the walk sets
-// it last, so a finished walk is never repeated).
+// it last, so a finished walk is never repeated). A process that may not
+// chmod (not the owner of a repository shared through group permissions)
+// warns once and goes on: modes never make a command fail.
 const (
 	DirMode  fs.FileMode = 0o700
 	FileMode fs.FileMode = 0o600
@@ -80,26 +83,40 @@ func fixModes(path string) error {
 
 // fixRepoModes applies the policy to the repository if it was made before
 // the policy (its directory is not 0700): every entry repo owns, then the
-// directory itself, last.
-func (r *Repo) fixRepoModes() error {
+// directory itself, last. A failure (a writer that does not own the
+// repository may not chmod) is a warning, not the writer's failure.
+func (r *Repo) fixRepoModes() {
 	st, err := os.Stat(r.dir)
-	if err != nil {
-		return err
-	}
-	if st.Mode().Perm() == DirMode {
-		return nil
+	if err != nil || st.Mode().Perm() == DirMode {
+		return
 	}
 	for _, name := range repoOwnedEntries {
 		if err := fixModes(filepath.Join(r.dir, name)); err != nil {
-			return err
+			warnModes(err)
+			return
 		}
 	}
-	return os.Chmod(r.dir, DirMode)
+	if err := os.Chmod(r.dir, DirMode); err != nil {
+		warnModes(err)
+	}
+}
+
+var modesWarned sync.Once
+
+func warnModes(err error) {
+	modesWarned.Do(func() { warnf("cannot make the repository private (directories 0700, files 0600): %v", err) })
 }
 
 // fixMetaModes makes the files Badger created in the metadata directory
-// private (see the policy above). Cheap: one directory listing.
-func fixMetaModes(dir string) error {
+// private (see the policy above). Cheap: one directory listing. Failures
+// are warned about once.
+func fixMetaModes(dir string) {
+	if err := fixMetaModesErr(dir); err != nil {
+		warnModes(err)
+	}
+}
+
+func fixMetaModesErr(dir string) error {
 	ents, err := os.ReadDir(dir)
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {

@@ -178,9 +178,7 @@ type repairPack struct {
 func (w *Writer) repair(ctx context.Context, opt RepairOptions) (*RepairReport, error) {
 	r := w.r
 	rep := &RepairReport{}
-	if err := r.fixRepoModes(); err != nil {
-		return rep, fmt.Errorf("%s: make the repository private: %w", r.dir, err)
-	}
+	r.fixRepoModes()
 	if _, err := r.packs.RemoveIncomplete(ctx); err != nil {
 		return rep, fmt.Errorf("%s: remove incomplete packs: %w", r.dir, err)
 	}

@@ -86,10 +86,7 @@ func (r *Repo) OpenWriter(ctx context.Context, holder string) (*Writer, error) {
 		ctx:     ctx,
 		pending: map[chunker.ID]pendingChunk{},
 	}
-	if err := r.fixRepoModes(); err != nil {
-		lock.release()
-		return nil, fmt.Errorf("%s: make the repository private: %w", r.dir, err)
-	}
+	r.fixRepoModes()
 	if err := w.recover(ctx); err != nil {
 		lock.release()
 		return nil, err

@@ -48,11 +48,18 @@ func Drop(ctx context.Context, w *repo.Writer, id string) (*Removed, error) {
 			out.Children = append(out.Children, c.ID)
 		}
 	}
-	updates, rebased, err := rebaseDependents(ctx, w, v, all)
-	if err != nil {
-		return nil, fmt.Errorf("rebase the versions built on version %s: %w", id, err)
+	// Only versions resting on it need its chain: a broken version on top
+	// of an unreadable one drops without reading anything.
+	var updates []*Version
+	for _, c := range all {
+		if c.Base == id {
+			updates, out.Rebased, err = rebaseDependents(ctx, w, v, all)
+			if err != nil {
+				return nil, fmt.Errorf("rebase the versions built on version %s: %w", id, err)
+			}
+			break
+		}
 	}
-	out.Rebased = rebased
 	if err := w.RemoveRecordFile(recordKind, recordFileName(id)); err != nil {
 		return nil, err
 	}

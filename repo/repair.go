@@ -46,6 +46,9 @@ import (
 //     in a good pack is copied into a new pack. The damaged pack is then
 //     copied to damaged/<name>.pack and removed from the store, so the
 //     repository verifies clean and the bytes stay for a human to look at.
+//     A damaged pack that neither its trailer nor the index describes (the
+//     metadata database was lost too) is scanned instead: its bodies are
+//     walked from the header (scan.go).
 //  4. The index is made to match: entries of chunks with no intact copy
 //     are deleted (their pack is gone or damaged), entries pointing to a
 //     pack that lost the chunk are re-pointed to another pack holding the
@@ -114,11 +117,14 @@ type DamagedPack struct {
 	Name    string `json:"name"`
 	Problem string `json:"problem"`
 	// Chunks it held (as far as its trailer or the old index say).
-	Chunks     int    `json:"chunks"`
-	Salvaged   int    `json:"salvaged"`   // copied into a new pack
-	Duplicates int    `json:"duplicates"` // an intact copy was in another pack
-	Lost       int    `json:"lost"`       // gone
-	MovedTo    string `json:"moved_to"`
+	Chunks     int `json:"chunks"`
+	Salvaged   int `json:"salvaged"`   // copied into a new pack
+	Duplicates int `json:"duplicates"` // an intact copy was in another pack
+	Lost       int `json:"lost"`       // gone
+	// Scanned: neither its trailer nor the index described it, so its
+	// chunks were found by walking its bodies (scan.go).
+	Scanned bool   `json:"scanned,omitempty"`
+	MovedTo string `json:"moved_to"`
 }
 
 // Changed reports whether repair changed anything.
@@ -406,9 +412,15 @@ func (w *Writer) salvage(ctx context.Context, p *repairPack, idx map[chunker.ID]
 	rep.BytesRead += int64(len(data))
 	d := DamagedPack{Name: p.name, Problem: p.problem}
 	// Candidates: the trailer's entries (if it reads) and the old index's.
+	// Neither (its trailer and its index entries are both lost): scan.
+	lists := [][]packEntry{p.entries, p.old}
+	if len(p.entries) == 0 && len(p.old) == 0 {
+		lists = [][]packEntry{scanPack(data, w.r.cfg.Chunker)}
+		d.Scanned = true
+	}
 	seen := map[chunker.ID]bool{}
 	var cands []packEntry
-	for _, list := range [][]packEntry{p.entries, p.old} {
+	for _, list := range lists {
 		for _, e := range list {
 			if !seen[e.ID] {
 				seen[e.ID] = true

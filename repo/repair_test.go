@@ -505,3 +505,90 @@ func TestRepairTakesWriterLock(t *testing.T) {
 }
 
 var _ = badger.DefaultOptions
+
+// TestScanPackFindsChunks: the bodies of a pack without its trailer are
+// found by walking them, zstd frames and raw chunks alike.
+func TestScanPackFindsChunks(t *testing.T) {
+	r := newTestRepo(t)
+	w := openWriter(t, r)
+	defer w.Close()
+	// One stream: random (stored raw) then text (zstd), so the only raw
+	// chunk that ends a stream is followed by a frame.
+	data := append(randomBytes(5, 300<<10), compressibleBytes(6, 300<<10)...)
+	if _, err := w.WriteStream(bytes.NewReader(data), nil); err != nil {
+		t.Fatal(err)
+	}
+	w.mu.Lock()
+	if err := w.sealLocked(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	sealed := w.sealed[0]
+	w.mu.Unlock()
+	buf, err := readPackBytes(context.Background(), r.packs, sealed.name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bodiesEnd := len(buf) - packFooterSize - len(sealed.entries)*packEntrySize
+	got := scanPack(buf[:bodiesEnd], r.cfg.Chunker)
+	var raw, z int
+	for _, e := range sealed.entries {
+		if e.Flags == flagRaw {
+			raw++
+		} else {
+			z++
+		}
+	}
+	if raw == 0 || z == 0 {
+		t.Fatalf("setup: %d raw and %d zstd chunks", raw, z)
+	}
+	if len(got) != len(sealed.entries) {
+		t.Fatalf("scan found %d chunks, the trailer lists %d", len(got), len(sealed.entries))
+	}
+	for i, e := range sealed.entries {
+		if got[i] != e {
+			t.Fatalf("chunk %d: scan %+v, trailer %+v", i, got[i], e)
+		}
+	}
+}
+
+// TestRepairScansTruncatedUnindexedPack: a pack is truncated and the index
+// is lost too: the chunks before the cut are found by scanning.
+func TestRepairScansTruncatedUnindexedPack(t *testing.T) {
+	r, vs := repairSetup(t)
+	var pack string
+	var size int64
+	for p := range packsOf(t, r, vs[string(versionKey(3))]) {
+		if s := listPacks(t, r)[p]; s > size {
+			pack, size = p, s
+		}
+	}
+	entries, err := readWholePack(context.Background(), r.packs, pack)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cut := size / 2
+	var before []chunker.ID
+	for _, e := range entries {
+		if int64(e.Offset+uint64(e.StoredLen)) <= cut {
+			before = append(before, e.ID)
+		}
+	}
+	must(t, os.Truncate(localPacks(r).path(pack), cut))
+	deleteIndex(t, r)
+	rep := repairOK(t, r, false)
+	if len(rep.Damaged) != 1 || !rep.Damaged[0].Scanned || rep.Damaged[0].Salvaged < len(before) {
+		t.Fatalf("damaged: %+v, want %d chunks salvaged by scanning", rep.Damaged, len(before))
+	}
+	locs, err := r.Lookup(context.Background(), before)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(locs) != len(before) {
+		t.Fatalf("%d of the %d chunks before the cut are indexed", len(locs), len(before))
+	}
+	want := []string{string(versionKey(3))}
+	if got := missingOf(t, r, vs); strings.Join(got, ",") != strings.Join(want, ",") {
+		t.Fatalf("versions missing chunks: %v, want %v", got, want)
+	}
+	onlyMissingChunks(t, r, vs, want)
+}

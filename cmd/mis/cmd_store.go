@@ -217,6 +217,11 @@ func printRepair(rp *catalog.Repaired, dropBroken bool) {
 			say("pack %s is gone from the store", p)
 		}
 		for _, d := range ix.Damaged {
+			if d.Scanned {
+				say("pack %s is damaged (%s) and no index entry describes it: %d chunk(s) found by walking its bodies, %d salvaged into a new pack, %d had another copy (what its lost part held is unknown); moved to %s",
+					d.Name, d.Problem, d.Chunks, d.Salvaged, d.Duplicates, d.MovedTo)
+				continue
+			}
 			say("pack %s is damaged (%s): %d chunk(s) salvaged into a new pack, %d had another copy, %d lost; moved to %s",
 				d.Name, d.Problem, d.Salvaged, d.Duplicates, d.Lost, d.MovedTo)
 		}

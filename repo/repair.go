@@ -78,7 +78,8 @@ type RepairOptions struct {
 	// checked, so damage inside a pack with a good trailer is found too.
 	// Without it, packs are checked by their trailers (cheap ranged reads).
 	ReadData bool
-	// Progress, if set, is called with packs checked and packs in the store.
+	// Progress, if set, is called with the bytes of the packs checked so
+	// far and of all packs in the store.
 	Progress func(done, total int64)
 }
 
@@ -213,12 +214,14 @@ func (w *Writer) repair(ctx context.Context, opt RepairOptions) (*RepairReport, 
 		return rep, fmt.Errorf("repair: list packs: %w", err)
 	}
 	rep.Packs = int64(len(packs))
-	for i, p := range packs {
+	var checked int64
+	for _, p := range packs {
 		if err := w.checkPack(ctx, p, opt.ReadData, rep); err != nil {
 			return rep, err
 		}
+		checked += p.size
 		if opt.Progress != nil {
-			opt.Progress(int64(i+1), int64(len(packs)))
+			opt.Progress(checked, rep.PackBytes)
 		}
 	}
 	inStore := map[string]*repairPack{}

@@ -54,8 +54,24 @@ type RecordFileCheck struct {
 	Unreadable []string
 }
 
-// CheckRecordFiles compares records and record files.
+// CheckRecordFiles compares records and record files. It may run while a
+// writer saves or removes versions: the files are read first (a file
+// exists only once its record was committed), then the records, and a
+// file whose record is missing is looked at again (rm removes the file
+// before the record), so a version being saved or removed is never taken
+// for lost.
 func CheckRecordFiles(ctx context.Context, r *repo.Repo) (*RecordFileCheck, error) {
+	out := &RecordFileCheck{}
+	files := map[string][]byte{}
+	err := r.RecordFiles(recordKind, func(name string, data []byte) error {
+		if id, ok := strings.CutSuffix(name, ".json"); ok {
+			files[id] = data
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
 	var records []*Version
 	raw := map[string][]byte{}
 	if err := r.View(ctx, func(tx *repo.Tx) error {
@@ -72,40 +88,51 @@ func CheckRecordFiles(ctx context.Context, r *repo.Repo) (*RecordFileCheck, erro
 	}); err != nil {
 		return nil, err
 	}
-	out := &RecordFileCheck{}
-	files := map[string]bool{}
-	err := r.RecordFiles(recordKind, func(name string, data []byte) error {
-		id, ok := strings.CutSuffix(name, ".json")
-		if !ok {
-			return nil
-		}
+	byID := map[string]*Version{}
+	for _, v := range records {
+		byID[v.ID] = v
+	}
+	var lost []string
+	for id, data := range files {
 		var v Version
 		if err := json.Unmarshal(data, &v); err != nil || v.ID != id {
-			out.Unreadable = append(out.Unreadable, name)
-			return nil
+			out.Unreadable = append(out.Unreadable, recordFileName(id))
+			continue
 		}
-		files[id] = true
 		rec, ok := raw[id]
 		switch {
 		case !ok:
-			out.Lost = append(out.Lost, &v)
+			lost = append(lost, id)
 		case !sameJSON(rec, data):
-			for _, r := range records {
-				if r.ID == id {
-					out.Stale = append(out.Stale, r)
+			out.Stale = append(out.Stale, byID[id])
+		}
+	}
+	if len(lost) > 0 {
+		again := map[string][]byte{}
+		if err := r.RecordFiles(recordKind, func(name string, data []byte) error {
+			if id, ok := strings.CutSuffix(name, ".json"); ok {
+				again[id] = data
+			}
+			return nil
+		}); err != nil {
+			return nil, err
+		}
+		for _, id := range lost {
+			if data, ok := again[id]; ok {
+				var v Version
+				if json.Unmarshal(data, &v) == nil {
+					out.Lost = append(out.Lost, &v)
 				}
 			}
 		}
-		return nil
-	})
-	if err != nil {
-		return nil, err
 	}
 	for _, v := range records {
-		if !files[v.ID] {
+		if _, ok := files[v.ID]; !ok {
 			out.Missing = append(out.Missing, v)
 		}
 	}
+	sort.Slice(out.Lost, func(i, j int) bool { return out.Lost[i].ID < out.Lost[j].ID })
+	sort.Strings(out.Unreadable)
 	return out, nil
 }
 

@@ -270,7 +270,7 @@ func printRepair(rp *catalog.Repaired, dropBroken bool) {
 		}
 		say("%s clone %s is based on version %s, which is gone: its base data is lost; remove it (mis rm %s): gc refuses to run until then", h.Kind, h.Name, h.Version, h.Name)
 	}
-	if rp.Index != nil && !rp.Index.Changed() && len(rp.Restored) == 0 && len(rp.Broken) == 0 {
+	if rp.Index != nil && !rp.Index.Changed() && len(rp.Restored) == 0 && rp.RecordFilesWritten == 0 && len(rp.Broken) == 0 && len(rp.Orphaned) == 0 {
 		say("nothing to repair")
 	}
 }

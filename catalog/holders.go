@@ -144,6 +144,17 @@ func (c *Catalog) PlanGC(ctx context.Context, w *repo.Writer, opt repo.GCOptions
 func (c *Catalog) liveChunks(ctx context.Context) func(yield func(chunker.ID) error) error {
 	versions := layer.LiveChunks(ctx, c.r)
 	return func(yield func(chunker.ID) error) error {
+		// A version whose record the metadata database lost still has its
+		// record file; its chunks look unused. gc must not free them
+		// before verify --repair restores it.
+		rf, err := layer.CheckRecordFiles(ctx, c.r)
+		if err != nil {
+			return err
+		}
+		if n := len(rf.Lost); n > 0 {
+			v := rf.Lost[0]
+			return fmt.Errorf("refusing to collect garbage: %d version(s) (%s:%s, version %s...) have a record file but no record: the metadata database lost them; run mis verify --repair first", n, v.Name, v.Tag, v.ID)
+		}
 		holders, err := c.Holders()
 		if err != nil {
 			return err

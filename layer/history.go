@@ -86,6 +86,12 @@ func Remove(ctx context.Context, w *repo.Writer, r Ref) (*Removed, error) {
 			return nil, fmt.Errorf("rebase the versions built on %s: %w", r, err)
 		}
 	}
+	if out.VersionRemoved {
+		// The file goes before the record (records.go).
+		if err := w.RemoveRecordFile(recordKind, recordFileName(v.ID)); err != nil {
+			return nil, err
+		}
+	}
 	err = w.Commit(ctx, func(tx *repo.Tx) error {
 		// We hold the writer lock, so nothing changed since the plan;
 		// checked anyway because a wrong rebase would lose versions.
@@ -112,6 +118,7 @@ func Remove(ctx context.Context, w *repo.Writer, r Ref) (*Removed, error) {
 	if err != nil {
 		return nil, err
 	}
+	writeRecordFiles(w, updates...)
 	return out, nil
 }
 

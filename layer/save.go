@@ -84,7 +84,7 @@ func SaveWithOptions(ctx context.Context, w *repo.Writer, r Ref, v *Version, m *
 	// the commit function: the writer is locked there.)
 	st := w.Stats()
 	v.AddedChunks, v.AddedRaw, v.AddedStored = st.NewChunks, st.NewBytes, st.StoredBytes
-	return w.Commit(ctx, func(tx *repo.Tx) error {
+	err = w.Commit(ctx, func(tx *repo.Tx) error {
 		if err := checkFree(tx, r); err != nil {
 			return err
 		}
@@ -98,6 +98,11 @@ func SaveWithOptions(ctx context.Context, w *repo.Writer, r Ref, v *Version, m *
 		}
 		return tx.Put(tagKey(r), []byte(v.ID))
 	})
+	if err != nil {
+		return err
+	}
+	writeRecordFiles(w, v)
+	return nil
 }
 
 func putRecord(tx *repo.Tx, v *Version) error {

@@ -111,7 +111,7 @@ func Init(dir string, opt InitOptions) error {
 	entries, err := os.ReadDir(dir)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
-		if err := os.MkdirAll(dir, 0o755); err != nil {
+		if err := os.MkdirAll(dir, DirMode); err != nil {
 			return err
 		}
 	case err != nil:
@@ -127,9 +127,13 @@ func Init(dir string, opt InitOptions) error {
 		}
 	}
 	for _, d := range []string{metaDir, packsDir, filepath.Join(packsDir, tmpDirName)} {
-		if err := os.MkdirAll(filepath.Join(dir, d), 0o755); err != nil {
+		if err := os.MkdirAll(filepath.Join(dir, d), DirMode); err != nil {
 			return err
 		}
+	}
+	// The repository is private (modes.go), also when dir existed (empty).
+	if err := os.Chmod(dir, DirMode); err != nil {
+		return err
 	}
 	// Create the Badger database now, so that read-only opens work on a
 	// repository that has never been written to.
@@ -137,7 +141,7 @@ func Init(dir string, opt InitOptions) error {
 	if err != nil {
 		return fmt.Errorf("init %s: create metadata: %w", dir, err)
 	}
-	if err := db.Close(); err != nil {
+	if err := closeRW(db, filepath.Join(dir, metaDir)); err != nil {
 		return fmt.Errorf("init %s: create metadata: %w", dir, err)
 	}
 	data, err := json.MarshalIndent(cfg, "", "  ")
@@ -145,7 +149,7 @@ func Init(dir string, opt InitOptions) error {
 		return err
 	}
 	// config.json goes last: its presence is what makes dir a repository.
-	return durable.WriteFile(filepath.Join(dir, configName), append(data, '\n'), 0o644)
+	return durable.WriteFile(filepath.Join(dir, configName), append(data, '\n'), FileMode)
 }
 
 // checkEmptyStore fails if s holds any pack.

@@ -15,6 +15,15 @@
 //	meta/         Badger v4 database: chunk index and caller metadata
 //	packs/<2 hex>/<64 hex>.pack   immutable packs, named by BLAKE3-256 of their content
 //	packs/tmp/    packs being written; leftovers are deleted by the next writer
+//	versions/<id>.json   record files: a second copy of each version record
+//	              (layer's JSON), written after the commit that makes it
+//	              visible, removed before the one that deletes it (records.go)
+//	damaged/      what Repair moved out of the way: <64 hex>.pack (a damaged
+//	              pack, byte for byte) and meta-<time>/ (a metadata database
+//	              Badger could not use, or a copy of a suspicious one)
+//
+// Every directory is 0700 and every file 0600 (modes.go); Badger's own
+// files are made 0600 after each read-write session opens and closes.
 //
 // # Pack files
 //
@@ -91,6 +100,9 @@
 //     read, its name and trailer checked, and its chunks indexed, so its
 //     data is reused rather than rewritten; an unreadable one is removed
 //     with a warning.
+//   - Repair (verify --repair, repair.go) is a writer that rebuilds the
+//     "c/" and "p/" keys from the packs' trailers, salvages damaged packs
+//     and replaces a metadata database Badger cannot use.
 //
 // # Pack storage
 //

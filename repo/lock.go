@@ -44,7 +44,7 @@ func (r *Repo) lockHolderDescription() string {
 }
 
 func (r *Repo) acquireWriterLock(holder string) (*writerLock, error) {
-	l, err := lockfile.TryLock(r.lockPath(), 0o644, lockfile.Me(holder))
+	l, err := lockfile.TryLock(r.lockPath(), FileMode, lockfile.Me(holder))
 	var held *lockfile.HeldError
 	switch {
 	case errors.As(err, &held):

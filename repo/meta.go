@@ -80,7 +80,19 @@ func debugf(format string, args ...any) {
 }
 
 func openBadger(dir string, readOnly bool) (*badger.DB, error) {
-	return badger.Open(badgerOptions(dir, readOnly))
+	db, err := badger.Open(badgerOptions(dir, readOnly))
+	if err == nil && !readOnly {
+		fixMetaModes(dir) // Badger created its LOCK and a memtable with 0666 &^ umask
+	}
+	return db, err
+}
+
+// closeRW closes a read-write session and makes the files Badger created
+// during it private (see modes.go).
+func closeRW(db *badger.DB, dir string) error {
+	err := db.Close()
+	fixMetaModes(dir)
+	return err
 }
 
 // Badger wraps its errors with %v, so they can only be recognised by text.
@@ -157,7 +169,7 @@ func repairMeta(dir string) error {
 	if err != nil {
 		return err
 	}
-	return rw.Close()
+	return closeRW(rw, dir)
 }
 
 // osCauses are operating-system errors worth showing as they are: the user
@@ -191,7 +203,7 @@ func (r *Repo) metaOpenError(err error) error {
 // entries. Done under Badger's own directory flock, so no live session is
 // creating one at the same moment.
 func removeEmptyLogs(dir string) error {
-	lock, err := os.OpenFile(filepath.Join(dir, "LOCK"), os.O_RDWR|os.O_CREATE, 0o644)
+	lock, err := os.OpenFile(filepath.Join(dir, "LOCK"), os.O_RDWR|os.O_CREATE, FileMode)
 	if err != nil {
 		return err
 	}

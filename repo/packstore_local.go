@@ -43,7 +43,7 @@ func (s *LocalPackStore) Put(ctx context.Context, name string, r io.Reader, size
 		return err
 	}
 	tmpDir := filepath.Join(s.dir, tmpDirName)
-	if err := os.MkdirAll(tmpDir, 0o755); err != nil {
+	if err := os.MkdirAll(tmpDir, DirMode); err != nil {
 		return err
 	}
 	f, err := os.CreateTemp(tmpDir, "pack-*")
@@ -57,7 +57,7 @@ func (s *LocalPackStore) Put(ctx context.Context, name string, r io.Reader, size
 	}
 	final := s.path(name)
 	sub := filepath.Dir(final)
-	if err := os.MkdirAll(sub, 0o755); err != nil {
+	if err := os.MkdirAll(sub, DirMode); err != nil {
 		os.Remove(f.Name())
 		return err
 	}

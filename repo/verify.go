@@ -38,6 +38,7 @@ const (
 	ProblemDamagedPack   = "damaged pack"    // content hash or trailer wrong
 	ProblemDamagedChunk  = "damaged chunk"   // does not decompress to its id
 	ProblemIndex         = "malformed index" // undecodable index entry
+	ProblemMetadata      = "metadata"        // the metadata database (Badger) is damaged
 )
 
 // maxOwnersPerProblem bounds the owners listed for one chunk.
@@ -117,6 +118,24 @@ type verifyChunk struct {
 // run; what is wrong with the repository is in the report.
 func (r *Repo) Verify(ctx context.Context, opt VerifyOptions) (*VerifyReport, error) {
 	rep := &VerifyReport{}
+	// Badger is looked at before it is opened: some damage makes it panic
+	// or silently drop keys (metacheck.go). Every table block is checked:
+	// loading the index reads most of them anyway.
+	hard, soft, err := checkMeta(ctx, r.metaDir(), true)
+	if err != nil {
+		return nil, fmt.Errorf("verify: check metadata: %w", err)
+	}
+	for _, h := range hard {
+		rep.Problems = append(rep.Problems, Problem{Kind: ProblemMetadata,
+			Detail: h + "; mis verify --repair moves it aside and rebuilds the chunk index from the packs"})
+	}
+	for _, s := range soft {
+		rep.Problems = append(rep.Problems, Problem{Kind: ProblemMetadata, Harmless: true,
+			Detail: s + "; left by a crash, or damage: mis verify --repair keeps a copy before Badger cleans it up"})
+	}
+	if len(hard) > 0 {
+		return rep, nil // opening it could crash or mislead
+	}
 	idx, err := r.loadIndex(ctx, rep)
 	if err != nil {
 		return nil, err

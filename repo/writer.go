@@ -86,6 +86,7 @@ func (r *Repo) OpenWriter(ctx context.Context, holder string) (*Writer, error) {
 		ctx:     ctx,
 		pending: map[chunker.ID]pendingChunk{},
 	}
+	r.fixRepoModes()
 	if err := w.recover(ctx); err != nil {
 		lock.release()
 		return nil, err
@@ -103,23 +104,7 @@ func (r *Repo) OpenWriter(ctx context.Context, holder string) (*Writer, error) {
 // that keeps gc and imports apart: whichever comes second waits, and gc
 // computes its live set only once it holds the lock.
 func (r *Repo) OpenWriterWait(ctx context.Context, holder string, wait time.Duration, onWait func(msg string)) (*Writer, error) {
-	deadline := time.Now().Add(wait)
-	told := false
-	for {
-		w, err := r.OpenWriter(ctx, holder)
-		if err == nil || !errors.Is(err, ErrLocked) || !time.Now().Before(deadline) {
-			return w, err
-		}
-		if !told && onWait != nil {
-			onWait(err.Error())
-			told = true
-		}
-		select {
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		case <-time.After(200 * time.Millisecond):
-		}
-	}
+	return r.waitForWriter(ctx, wait, onWait, func() (*Writer, error) { return r.OpenWriter(ctx, holder) })
 }
 
 // recover removes unfinished packs and indexes sealed packs that an
@@ -136,7 +121,7 @@ func (w *Writer) recover(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	defer db.Close()
+	defer closeRW(db, w.r.metaDir())
 	indexed := map[string]bool{}
 	err = db.View(func(txn *badger.Txn) error {
 		return iteratePacks(txn, func(name string, _ packInfo) error {
@@ -482,7 +467,7 @@ func (w *Writer) readWriteSessionLocked(ctx context.Context, fn func(db *badger.
 		return err
 	}
 	err = fn(rw)
-	if cerr := rw.Close(); err == nil && cerr != nil {
+	if cerr := closeRW(rw, w.r.metaDir()); err == nil && cerr != nil {
 		err = cerr
 	}
 	ro, oerr := w.r.openMeta(context.WithoutCancel(ctx), true)
@@ -496,6 +481,9 @@ func (w *Writer) readWriteSessionLocked(ctx context.Context, fn func(db *badger.
 	w.db = ro
 	return err
 }
+
+// Repo is the repository the writer writes to.
+func (w *Writer) Repo() *Repo { return w.r }
 
 // Stats returns counters for this writer's work so far.
 func (w *Writer) Stats() WriteStats {

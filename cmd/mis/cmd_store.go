@@ -49,23 +49,74 @@ config.json, so every writer cuts data the same way and dedups against it.`,
 }
 
 func newVerifyCmd() *cobra.Command {
-	var readData bool
+	var readData, repair, dropBroken bool
 	cmd := &cobra.Command{
-		Use:   "verify",
-		Short: "Check that every version's chunks are present (and, with --read-data, intact)",
+		Use:   "verify [--read-data] [--repair [--drop-broken]]",
+		Short: "Check that every version's chunks are present (and, with --read-data, intact); --repair fixes what it can",
 		Long: `Check the repository: every chunk that a version uses must be in the index and
 inside an existing pack, and every pack must be indexed. With --read-data, every
 chunk of every pack is also read, decompressed and re-hashed; each damaged chunk
-is named with the versions that use it.
+is named with the versions that use it. The metadata database (Badger) is
+checked before it is opened: a damaged one is reported, not opened.
 
-Exit status: 0 when clean, 1 when problems were found, 2 when verify could not run.`,
+--repair (a writer: it takes the writer lock and honours --wait) then mends the
+repository and verifies it again:
+  - a metadata database Badger cannot open is moved to REPO/damaged/meta-TIME and
+    a new one is made; when it only looks suspicious (tables its MANIFEST does not
+    name: a crash leaves those too), a copy is kept there before Badger cleans up;
+  - the chunk index is rebuilt from the packs' trailers: unindexed packs are
+    indexed, entries of chunks whose pack is gone are removed, and a chunk that is
+    still in another pack (a duplicate) is re-linked to it;
+  - a damaged pack (truncated, or with --read-data any wrong byte) is salvaged:
+    the chunks that still verify are copied into a new pack, and the pack is moved
+    to REPO/damaged/NAME.pack;
+  - versions the metadata database lost are restored from their record files
+    (REPO/versions/ID.json) with the NAME:TAG they were created as (tags added
+    later with mis tag are not restored);
+  - the versions whose data is gone are listed, with the clones and mounts that
+    hold them.
+--drop-broken (only with --repair) also removes those versions, saying each one,
+except a version a clone or a mount holds: remove the clone (or unmount) and run
+it again. Nothing else is removed; mis gc then frees the space of dropped versions.
+
+  mis verify                         fast: index and references
+  mis verify --read-data             also re-hash every chunk
+  mis verify --repair                rebuild the index, report what is lost
+  mis verify --repair --drop-broken  ... and remove the versions that cannot be read
+
+Exit status: 0 when clean (after --repair: when the repaired repository verifies
+clean), 1 when problems were found (or remain), 2 when verify or repair could
+not run.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if dropBroken && !repair {
+				return exitError{2, "--drop-broken removes versions and only runs with --repair"}
+			}
 			r, err := openRepo()
 			if err != nil {
-				return err
+				return exitError{2, err.Error()}
 			}
 			ctx := cmd.Context()
+			var repaired *catalog.Repaired
+			if repair {
+				prog := newProgress("repair")
+				repaired, err = catalog.Open(r).Repair(ctx, catalog.RepairOptions{
+					Holder: "mis verify --repair", Wait: g.wait, ReadData: readData, DropBroken: dropBroken,
+					OnWait: func(msg string) {
+						if !g.quiet {
+							fmt.Fprintf(os.Stderr, "mis: %s; waiting up to %s\n", msg, g.wait)
+						}
+					},
+					Progress: prog.update,
+				})
+				prog.finish()
+				if repaired != nil && !g.json {
+					printRepair(repaired, dropBroken)
+				}
+				if err != nil {
+					return exitError{2, "repair: " + err.Error()}
+				}
+			}
 			prog := newProgress("verify")
 			var manifestProblems []string
 			rep, err := r.Verify(ctx, repo.VerifyOptions{
@@ -83,16 +134,40 @@ Exit status: 0 when clean, 1 when problems were found, 2 when verify could not r
 			}
 			var problems, notes []string
 			problems = append(problems, manifestProblems...)
+			metaDamaged := false
 			for _, p := range rep.Problems {
 				if p.Harmless {
 					notes = append(notes, p.String())
 				} else {
 					problems = append(problems, p.String())
+					metaDamaged = metaDamaged || p.Kind == repo.ProblemMetadata
+				}
+			}
+			if !metaDamaged {
+				rf, err := layer.CheckRecordFiles(ctx, r)
+				if err != nil {
+					return exitError{2, err.Error()}
+				}
+				for _, v := range rf.Lost {
+					problems = append(problems, fmt.Sprintf("version %s (%s:%s) has a record file but no record: the metadata database lost it; mis verify --repair restores it", v.ID, v.Name, v.Tag))
+				}
+				for _, n := range rf.Unreadable {
+					problems = append(problems, fmt.Sprintf("record file versions/%s does not parse", n))
+				}
+				if len(rf.Missing) > 0 {
+					notes = append(notes, fmt.Sprintf("%d version(s) have no record file (made before record files existed, or a crash right after a commit); mis verify --repair writes them", len(rf.Missing)))
+				}
+				if len(rf.Stale) > 0 {
+					notes = append(notes, fmt.Sprintf("%d version record file(s) differ from their records; mis verify --repair rewrites them", len(rf.Stale)))
 				}
 			}
 			if g.json {
-				if err := printJSON(map[string]any{"ok": len(problems) == 0, "problems": problems, "notes": notes,
-					"packs": rep.Packs, "chunks": rep.Chunks, "refs": rep.Refs, "bytes_read": rep.BytesRead}); err != nil {
+				out := map[string]any{"ok": len(problems) == 0, "problems": problems, "notes": notes,
+					"packs": rep.Packs, "chunks": rep.Chunks, "refs": rep.Refs, "bytes_read": rep.BytesRead}
+				if repaired != nil {
+					out["repair"] = repaired
+				}
+				if err := printJSON(out); err != nil {
 					return err
 				}
 			} else {
@@ -108,6 +183,9 @@ Exit status: 0 when clean, 1 when problems were found, 2 when verify could not r
 				}
 				fmt.Fprintf(os.Stderr, "verify: %d packs, %d chunks, %d references, %s read: %s; %d problem(s)\n",
 					rep.Packs, rep.Chunks, rep.Refs, humanBytes(rep.BytesRead), what, len(problems))
+				if len(problems) > 0 && !repair {
+					fmt.Fprintln(os.Stderr, "verify: mis verify --repair rebuilds the index from the packs and lists the versions that lost data")
+				}
 			}
 			if len(problems) > 0 {
 				return exitError{1, ""}
@@ -115,8 +193,86 @@ Exit status: 0 when clean, 1 when problems were found, 2 when verify could not r
 			return nil
 		},
 	}
-	cmd.Flags().BoolVar(&readData, "read-data", false, "read, decompress and re-hash every chunk")
+	cmd.Flags().BoolVar(&readData, "read-data", false, "read, decompress and re-hash every chunk (with --repair: salvage packs with any damaged byte)")
+	cmd.Flags().BoolVar(&repair, "repair", false, "take the writer lock and repair: rebuild the chunk index from the packs, salvage damaged packs, restore lost versions from their record files, report the versions whose data is gone")
+	cmd.Flags().BoolVar(&dropBroken, "drop-broken", false, "with --repair: remove the versions whose data is gone (not those a clone or mount holds)")
 	return cmd
+}
+
+// printRepair says what verify --repair found and did, one line each.
+func printRepair(rp *catalog.Repaired, dropBroken bool) {
+	say := func(format string, a ...any) { fmt.Printf("repair: "+format+"\n", a...) }
+	if ix := rp.Index; ix != nil {
+		for _, p := range ix.MetaProblems {
+			say("metadata: %s", p)
+		}
+		if ix.MetaMovedTo != "" {
+			say("the metadata database was moved to %s and a new one made: the chunk index is rebuilt from the packs; versions come back from their record files; tags added with mis tag are lost", ix.MetaMovedTo)
+		}
+		if ix.MetaCopiedTo != "" {
+			say("a copy of the metadata database was kept at %s before Badger cleaned it up", ix.MetaCopiedTo)
+		}
+		say("checked %d pack(s), %s; read %s", ix.Packs, humanBytes(ix.PackBytes), humanBytes(ix.BytesRead))
+		for _, p := range ix.PacksGone {
+			say("pack %s is gone from the store", p)
+		}
+		for _, d := range ix.Damaged {
+			if d.Scanned {
+				say("pack %s is damaged (%s) and no index entry describes it: %d chunk(s) found by walking its bodies, %d salvaged into a new pack, %d had another copy (what its lost part held is unknown); moved to %s",
+					d.Name, d.Problem, d.Chunks, d.Salvaged, d.Duplicates, d.MovedTo)
+				continue
+			}
+			say("pack %s is damaged (%s): %d chunk(s) salvaged into a new pack, %d had another copy, %d lost; moved to %s",
+				d.Name, d.Problem, d.Salvaged, d.Duplicates, d.Lost, d.MovedTo)
+		}
+		if n := len(ix.PacksIndexed); n > 0 {
+			say("indexed %d pack(s) that were not in the index", n)
+		}
+		if ix.Changed() {
+			say("index: %d chunk(s): %d added, %d re-linked to another copy, %d corrected, %d unindexed (no intact copy anywhere), %d malformed entries removed",
+				ix.Chunks, ix.ChunksAdded, ix.ChunksRelinked, ix.ChunksCorrected, ix.ChunksLost, ix.BadEntries)
+		} else {
+			say("index: %d chunk(s), nothing to change", ix.Chunks)
+		}
+	}
+	for _, rs := range rp.Restored {
+		if rs.Ref != "" {
+			say("restored version %s as %s from its record file", rs.Version.ID, rs.Ref)
+		} else {
+			say("restored version %s (created as %s:%s, a tag another version holds now) from its record file, untagged", rs.Version.ID, rs.Version.Name, rs.Version.Tag)
+		}
+	}
+	if rp.RecordFilesWritten > 0 {
+		say("wrote %d version record file(s)", rp.RecordFilesWritten)
+	}
+	for _, b := range rp.Broken {
+		what := fmt.Sprintf("misses %d chunk(s)", b.MissingChunks)
+		if b.Problem != "" {
+			what = b.Problem
+		}
+		switch {
+		case b.Dropped:
+			say("%s (version %s): %s: dropped", b.Label(), b.ID, what)
+		case b.Kept != "":
+			say("%s (version %s): %s: kept, %s", b.Label(), b.ID, what, b.Kept)
+		case dropBroken:
+			say("%s (version %s): %s", b.Label(), b.ID, what)
+		case len(b.HeldBy) > 0:
+			say("%s (version %s): %s; %s", b.Label(), b.ID, what, catalog.HeldReason(b.HeldBy))
+		default:
+			say("%s (version %s): %s; --drop-broken removes it", b.Label(), b.ID, what)
+		}
+	}
+	for _, h := range rp.Orphaned {
+		if h.Kind == catalog.KindMount {
+			say("the mount at %s serves version %s, which is gone: unmount it (mis umount %s)", h.Name, h.Version, h.Name)
+			continue
+		}
+		say("%s clone %s is based on version %s, which is gone: its base data is lost; remove it (mis rm %s): gc refuses to run until then", h.Kind, h.Name, h.Version, h.Name)
+	}
+	if rp.Index != nil && !rp.Index.Changed() && len(rp.Restored) == 0 && rp.RecordFilesWritten == 0 && len(rp.Broken) == 0 && len(rp.Orphaned) == 0 {
+		say("nothing to repair")
+	}
 }
 
 func newStatsCmd() *cobra.Command {

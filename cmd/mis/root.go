@@ -42,6 +42,7 @@ the imported image byte for byte.
   mis info debian:12                 partitions, filesystems, files, bytes
   mis export debian:12 out.raw       write the image back
   mis verify --read-data             check every chunk of every version
+  mis verify --repair [--drop-broken]   rebuild the index from the packs, list (or drop) versions that lost data
   mis stats                          logical, unique and stored bytes; per version
   mis log debian / diff A B / tag / rm / gc   history: layers, changes, names, cleanup
   mis forget debian --keep-last 3    remove the versions a keep policy does not name, then gc

@@ -11,9 +11,9 @@ import (
 	"mis/catalog"
 	"mis/chunker"
 	"mis/image"
-	"mis/testkit/testrepo"
 	"mis/layer"
 	"mis/repo"
+	"mis/testkit/testrepo"
 )
 
 // layeredRepo imports two raw images, a:v2 being a:v1 with its last MiB

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"mis/chunker"
+	"mis/internal/units"
 	"mis/layer"
 	"mis/manifest"
 	"mis/repo"
@@ -288,4 +289,83 @@ func (c *Catalog) DropVersion(ctx context.Context, w *repo.Writer, id string) (*
 		return err
 	})
 	return res, err
+}
+
+// Lines says what verify --repair found and did, one line each, for
+// people (dropBroken: whether --drop-broken was asked for).
+func (rp *Repaired) Lines(dropBroken bool) []string {
+	var out []string
+	say := func(format string, a ...any) { out = append(out, fmt.Sprintf(format, a...)) }
+	if ix := rp.Index; ix != nil {
+		for _, p := range ix.MetaProblems {
+			say("metadata: %s", p)
+		}
+		if ix.MetaMovedTo != "" {
+			say("the metadata database was moved to %s and a new one made: the chunk index is rebuilt from the packs; versions come back from their record files; tags added with mis tag are lost", ix.MetaMovedTo)
+		}
+		if ix.MetaCopiedTo != "" {
+			say("a copy of the metadata database was kept at %s before Badger cleaned it up", ix.MetaCopiedTo)
+		}
+		say("checked %d pack(s), %s; read %s", ix.Packs, units.Bytes(ix.PackBytes), units.Bytes(ix.BytesRead))
+		for _, p := range ix.PacksGone {
+			say("pack %s is gone from the store", p)
+		}
+		for _, d := range ix.Damaged {
+			if d.Scanned {
+				say("pack %s is damaged (%s) and no index entry describes it: %d chunk(s) found by walking its bodies, %d salvaged into a new pack, %d had another copy (what its lost part held is unknown); moved to %s",
+					d.Name, d.Problem, d.Chunks, d.Salvaged, d.Duplicates, d.MovedTo)
+				continue
+			}
+			say("pack %s is damaged (%s): %d chunk(s) salvaged into a new pack, %d had another copy, %d lost; moved to %s",
+				d.Name, d.Problem, d.Salvaged, d.Duplicates, d.Lost, d.MovedTo)
+		}
+		if n := len(ix.PacksIndexed); n > 0 {
+			say("indexed %d pack(s) that were not in the index", n)
+		}
+		if ix.Changed() {
+			say("index: %d chunk(s): %d added, %d re-linked to another copy, %d corrected, %d unindexed (no intact copy anywhere), %d malformed entries removed",
+				ix.Chunks, ix.ChunksAdded, ix.ChunksRelinked, ix.ChunksCorrected, ix.ChunksLost, ix.BadEntries)
+		} else {
+			say("index: %d chunk(s), nothing to change", ix.Chunks)
+		}
+	}
+	for _, rs := range rp.Restored {
+		if rs.Ref != "" {
+			say("restored version %s as %s from its record file", rs.Version.ID, rs.Ref)
+		} else {
+			say("restored version %s (created as %s:%s, a tag another version holds now) from its record file, untagged", rs.Version.ID, rs.Version.Name, rs.Version.Tag)
+		}
+	}
+	if rp.RecordFilesWritten > 0 {
+		say("wrote %d version record file(s)", rp.RecordFilesWritten)
+	}
+	for _, b := range rp.Broken {
+		what := fmt.Sprintf("misses %d chunk(s)", b.MissingChunks)
+		if b.Problem != "" {
+			what = b.Problem
+		}
+		switch {
+		case b.Dropped:
+			say("%s (version %s): %s: dropped", b.Label(), b.ID, what)
+		case b.Kept != "":
+			say("%s (version %s): %s: kept, %s", b.Label(), b.ID, what, b.Kept)
+		case dropBroken:
+			say("%s (version %s): %s", b.Label(), b.ID, what)
+		case len(b.HeldBy) > 0:
+			say("%s (version %s): %s; %s", b.Label(), b.ID, what, HeldReason(b.HeldBy))
+		default:
+			say("%s (version %s): %s; --drop-broken removes it", b.Label(), b.ID, what)
+		}
+	}
+	for _, h := range rp.Orphaned {
+		if h.Kind == KindMount {
+			say("the mount at %s serves version %s, which is gone: unmount it (mis umount %s)", h.Name, h.Version, h.Name)
+			continue
+		}
+		say("%s clone %s is based on version %s, which is gone: its base data is lost; remove it (mis rm %s): gc refuses to run until then", h.Kind, h.Name, h.Version, h.Name)
+	}
+	if rp.Index != nil && !rp.Index.Changed() && len(rp.Restored) == 0 && rp.RecordFilesWritten == 0 && len(rp.Broken) == 0 && len(rp.Orphaned) == 0 {
+		say("nothing to repair")
+	}
+	return out
 }

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"log"
 	"os"
+	"runtime"
+	"runtime/debug"
 	"strconv"
 	"syscall"
 	"time"
@@ -212,4 +214,22 @@ func (f *FS) statfs(out *fuse.StatfsOut) {
 	out.Blocks = uint64(f.m.DiskSize+4095) / 4096
 	out.Files = uint64(f.m.FileCount())
 	out.NameLen = 255
+}
+
+// LimitMemory sets a soft heap limit of what the indexes use now plus the
+// chunk cache plus room for FUSE buffers, unless GOMEMLIMIT is set: evicted
+// chunks are garbage, and without a limit the heap would grow to twice the
+// cache before the collector reclaims them. Call it once a server's FS is
+// built.
+func LimitMemory(cacheSize int64) {
+	if os.Getenv("GOMEMLIMIT") != "" {
+		return
+	}
+	if cacheSize <= 0 {
+		cacheSize = DefaultCacheSize
+	}
+	runtime.GC()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	debug.SetMemoryLimit(int64(ms.HeapAlloc) + cacheSize + 64<<20)
 }

@@ -3,11 +3,15 @@ package mountfs
 import (
 	"errors"
 	"fmt"
+	"log"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"strings"
 	"syscall"
+
+	"github.com/hanwen/go-fuse/v2/fuse"
 
 	"mis/internal/mountinfo"
 )
@@ -116,4 +120,28 @@ func FindMountBySource(source string) (MountInfo, bool, error) {
 		}
 	}
 	return MountInfo{}, false, nil
+}
+
+// ServeUntilSignal serves srv until the mount at dir goes away. The first
+// SIGINT or SIGTERM unmounts; if the mount is busy, another one detaches it
+// lazily.
+func ServeUntilSignal(srv *fuse.Server, dir string, logger *log.Logger) {
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
+	defer signal.Stop(sigs)
+	go func() {
+		<-sigs
+		for {
+			err := srv.Unmount()
+			if err == nil {
+				return
+			}
+			logger.Printf("cannot unmount %s: %v; close what uses it, or signal again to detach it lazily", dir, err)
+			<-sigs
+			if _, err := Unmount(dir, true); err == nil {
+				return
+			}
+		}
+	}()
+	srv.Wait()
 }

@@ -9,6 +9,7 @@ import (
 	badger "github.com/dgraph-io/badger/v4"
 
 	"mis/chunker"
+	"mis/internal/units"
 )
 
 // GCPlan is what gc will do, as PlanGC computed it under the writer lock:
@@ -242,10 +243,10 @@ func (plan *GCPlan) String() string {
 	var b strings.Builder
 	for _, p := range plan.Rewrite {
 		fmt.Fprintf(&b, "rewrite pack %s: %d of %d chunk(s) live, copy %s of %s\n",
-			p.Name, p.LiveChunks, p.Chunks, sizeString(p.LiveBytes), sizeString(p.Size))
+			p.Name, p.LiveChunks, p.Chunks, units.Bytes(p.LiveBytes), units.Bytes(p.Size))
 	}
 	for _, p := range plan.Drop {
-		fmt.Fprintf(&b, "remove pack %s: no live chunk, %s\n", p.Name, sizeString(p.Size))
+		fmt.Fprintf(&b, "remove pack %s: no live chunk, %s\n", p.Name, units.Bytes(p.Size))
 	}
 	r := plan.Report
 	if r.MissingChunks > 0 {
@@ -253,22 +254,8 @@ func (plan *GCPlan) String() string {
 	}
 	fmt.Fprintf(&b, "plan: unindex %d unreferenced chunk(s) (%s stored, %s raw), keep %d live; "+
 		"rewrite %d pack(s) (copy %d chunk(s), %s), remove %d pack(s) with no live chunk; packs %d (%s) -> %d (%s)\n",
-		r.DeadChunks, sizeString(r.DeadStoredBytes), sizeString(r.DeadRawBytes), r.LiveChunks,
-		len(plan.Rewrite), r.CopiedChunks, sizeString(r.CopiedBytes), len(plan.Drop),
-		r.PacksBefore, sizeString(r.PackBytesBefore), r.PacksAfter, sizeString(r.PackBytesAfter))
+		r.DeadChunks, units.Bytes(r.DeadStoredBytes), units.Bytes(r.DeadRawBytes), r.LiveChunks,
+		len(plan.Rewrite), r.CopiedChunks, units.Bytes(r.CopiedBytes), len(plan.Drop),
+		r.PacksBefore, units.Bytes(r.PackBytesBefore), r.PacksAfter, units.Bytes(r.PackBytesAfter))
 	return b.String()
-}
-
-// sizeString formats n bytes with a binary unit (as the CLI does).
-func sizeString(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
 }

@@ -13,6 +13,8 @@ import (
 	"mis/catalog"
 	"mis/clone"
 	"mis/image"
+	"mis/internal/daemon"
+	"mis/internal/units"
 	"mis/layer"
 	"mis/mountfs"
 )
@@ -93,7 +95,7 @@ func runClone(ctx context.Context, src string, names []string) error {
 	if len(made) == 1 {
 		fmt.Printf("cloned %s as %s\n", src, made[0].Name)
 	} else {
-		fmt.Printf("cloned %s as %d clones in %s\n", src, len(made), humanDuration(elapsed))
+		fmt.Printf("cloned %s as %d clones in %s\n", src, len(made), units.Duration(elapsed))
 	}
 	return nil
 }
@@ -132,7 +134,7 @@ that it was made from, and whether it is mounted.`,
 						mounted = row.MountedAt
 					}
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", row.Name, row.Kind, base, humanBytes(row.Usage.Delta), humanBytes(row.Usage.Frozen),
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", row.Name, row.Kind, base, units.Bytes(row.Usage.Delta), units.Bytes(row.Usage.Frozen),
 					row.Created.Local().Format("2006-01-02 15:04"), mounted)
 			}
 			return tw.Flush()
@@ -157,23 +159,22 @@ func serveClone(ctx context.Context, cat *catalog.Catalog, name, dir string, fl 
 			logger.Printf("closing clone %s: %v", name, err)
 		}
 	}()
-	limitMemory(cacheSize)
+	mountfs.LimitMemory(cacheSize)
 	srv, err := dc.Base.MountWritable(dir, d, mountfs.MountOptions{FsName: "mis:" + name, AllowOther: fl.allowOther, Debug: fl.debug})
 	if err != nil {
 		return err
 	}
 	base := dc.Record.BaseRef
-	if ready := readyPipe(); ready != nil {
-		fmt.Fprintf(ready, "ready %d\n", os.Getpid())
-		ready.Close()
+	if daemon.IsChild() {
+		daemon.Ready()
 		logger.Printf("serving clone %s (base %s) writable at %s (pid %d)", name, base, dir, os.Getpid())
 	} else if !g.quiet {
 		fmt.Fprintf(os.Stderr, "mounted clone %s (base %s) writable at %s; Ctrl-C or mis umount %s to stop\n", name, base, dir, dir)
 	}
-	waitServed(srv, dir, logger)
+	mountfs.ServeUntilSignal(srv, dir, logger)
 	s := d.Stats()
 	logger.Printf("unmounted %s: %d writes (%s), %d block copy-ups, %d syncs", dir, s.Writes.Load(),
-		humanBytes(s.WrittenBytes.Load()), s.CopyUps.Load(), s.Syncs.Load())
+		units.Bytes(s.WrittenBytes.Load()), s.CopyUps.Load(), s.Syncs.Load())
 	return nil
 }
 
@@ -226,8 +227,8 @@ func runCommit(ctx context.Context, name, refArg string) error {
 			return printJSON(map[string]any{"version": v, "tree_clone": name, "stats": st, "seconds": elapsed.Seconds()})
 		}
 		fmt.Printf("committed tree clone %s as %s (parent %s:%s): %d added, %d replaced, %d deleted; read %s of edits, added %s (%s stored) in %s; export it with mis export --fresh\n",
-			name, ref, res.Parent.Name, res.Parent.Tag, st.Added, st.Replaced, st.Deleted, humanBytes(st.BytesRead),
-			humanBytes(v.AddedRaw), humanBytes(v.AddedStored), humanDuration(elapsed))
+			name, ref, res.Parent.Name, res.Parent.Tag, st.Added, st.Replaced, st.Deleted, units.Bytes(st.BytesRead),
+			units.Bytes(v.AddedRaw), units.Bytes(v.AddedStored), units.Duration(elapsed))
 		return nil
 	}
 	if g.json {
@@ -240,8 +241,8 @@ func runCommit(ctx context.Context, name, refArg string) error {
 		fmt.Fprintln(os.Stderr, "note:", msg)
 	}
 	fmt.Printf("committed clone %s as %s (parent %s): %s changed; files: %d (%s) reused, %d (%s) read; other data: %s reused, %s read; added %s (%s stored) in %s\n",
-		name, ref, res.Record.BaseRef, humanBytes(res.ChangedBytes), ist.ReusedFiles, humanBytes(ist.ReusedBytes), ist.ReadFiles, humanBytes(ist.ReadBytes),
-		humanBytes(ist.ResidualReusedBytes), humanBytes(ist.ResidualReadBytes),
-		humanBytes(v.AddedRaw), humanBytes(v.AddedStored), humanDuration(elapsed))
+		name, ref, res.Record.BaseRef, units.Bytes(res.ChangedBytes), ist.ReusedFiles, units.Bytes(ist.ReusedBytes), ist.ReadFiles, units.Bytes(ist.ReadBytes),
+		units.Bytes(ist.ResidualReusedBytes), units.Bytes(ist.ResidualReadBytes),
+		units.Bytes(v.AddedRaw), units.Bytes(v.AddedStored), units.Duration(elapsed))
 	return nil
 }

@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"mis/catalog"
+	"mis/internal/units"
 	"mis/layer"
 	"mis/repo"
 )
@@ -141,8 +142,8 @@ func newLogCmd() *cobra.Command {
 					stored = fmt.Sprintf("layer %d", v.Depth)
 				}
 				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\n", h.Ref, v.ID, parent,
-					v.Created.Local().Format(time.DateTime), humanBytes(v.DiskSize), v.Files,
-					humanBytes(v.AddedRaw), humanBytes(v.AddedStored), stored)
+					v.Created.Local().Format(time.DateTime), units.Bytes(v.DiskSize), v.Files,
+					units.Bytes(v.AddedRaw), units.Bytes(v.AddedStored), stored)
 			}
 			return tw.Flush()
 		},
@@ -255,8 +256,8 @@ Exports and mounts running meanwhile follow chunks to their new packs.`,
 				fmt.Print(plan)
 			}
 			fmt.Printf("gc: %d unreferenced chunk(s) (%s stored), %d pack(s) rewritten, %d removed, %d written; packs %s -> %s: %s %s in %s\n",
-				rep.DeadChunks, humanBytes(rep.DeadStoredBytes), rep.PacksRewritten, rep.PacksDeleted, rep.PacksWritten,
-				humanBytes(rep.PackBytesBefore), humanBytes(rep.PackBytesAfter), verb, humanBytes(rep.Freed()),
+				rep.DeadChunks, units.Bytes(rep.DeadStoredBytes), rep.PacksRewritten, rep.PacksDeleted, rep.PacksWritten,
+				units.Bytes(rep.PackBytesBefore), units.Bytes(rep.PackBytesAfter), verb, units.Bytes(rep.Freed()),
 				elapsed.Round(time.Millisecond))
 			return nil
 		},
@@ -340,7 +341,7 @@ based on, or that is mounted, is always kept. At least one rule is needed.
 			}
 			fmt.Printf("removed %d tag(s)", len(res.Removed))
 			if res.GC != nil {
-				fmt.Printf("; gc freed %s", humanBytes(res.GC.Freed()))
+				fmt.Printf("; gc freed %s", units.Bytes(res.GC.Freed()))
 			}
 			fmt.Println()
 			return nil

@@ -13,6 +13,7 @@ import (
 	"mis/catalog"
 	"mis/fresh"
 	"mis/image"
+	"mis/internal/units"
 	"mis/layer"
 	"mis/manifest"
 	"mis/repo"
@@ -103,13 +104,13 @@ run e2fsck, before importing.`,
 				fmt.Fprintln(os.Stderr, "note:", msg)
 			}
 			fmt.Printf("imported %s as %s: %s disk, %d files, %d filesystem(s), added %s (%s stored) in %s\n",
-				src, ref, humanBytes(m.DiskSize), m.FileCount(), len(m.Filesystems),
-				humanBytes(v.AddedRaw), humanBytes(v.AddedStored), humanDuration(elapsed))
+				src, ref, units.Bytes(m.DiskSize), m.FileCount(), len(m.Filesystems),
+				units.Bytes(v.AddedRaw), units.Bytes(v.AddedStored), units.Duration(elapsed))
 			if parent != nil {
 				fmt.Printf("parent %s:%s: %d files (%s) read, of which %d (%s) had an unchanged inode and matched the parent's bytes, %d had new bytes under an unchanged inode",
-					parent.Name, parent.Tag, ist.ReadFiles, humanBytes(ist.ReadBytes), ist.VerifiedFiles, humanBytes(ist.VerifiedBytes), ist.ChangedUnderInode)
+					parent.Name, parent.Tag, ist.ReadFiles, units.Bytes(ist.ReadBytes), ist.VerifiedFiles, units.Bytes(ist.VerifiedBytes), ist.ChangedUnderInode)
 				if ist.ReusedFiles > 0 {
-					fmt.Printf("; %d files (%s) taken from the parent unread (--trust-metadata)", ist.ReusedFiles, humanBytes(ist.ReusedBytes))
+					fmt.Printf("; %d files (%s) taken from the parent unread (--trust-metadata)", ist.ReusedFiles, units.Bytes(ist.ReusedBytes))
 				}
 				fmt.Println()
 			}
@@ -165,7 +166,7 @@ needs mke2fs, debugfs, sfdisk, mkfs.vfat and mcopy, and FUSE.`,
 				if !freshBuild {
 					return errors.New("--size needs --fresh: an exact export has the original's size")
 				}
-				if size, err = parseSize(sizeFlag); err != nil {
+				if size, err = units.ParseSize(sizeFlag); err != nil {
 					return fmt.Errorf("--size: %w", err)
 				}
 			}
@@ -225,7 +226,7 @@ needs mke2fs, debugfs, sfdisk, mkfs.vfat and mcopy, and FUSE.`,
 			case v.Unverified:
 				exact = "not verified exact (imported with --trust-metadata)"
 			}
-			fmt.Printf("exported %s to %s: %s, %s, in %s\n", ref, out, humanBytes(max(m.DiskSize, size)), exact, humanDuration(elapsed))
+			fmt.Printf("exported %s to %s: %s, %s, in %s\n", ref, out, units.Bytes(max(m.DiskSize, size)), exact, units.Duration(elapsed))
 			return nil
 		},
 	}
@@ -280,8 +281,8 @@ it exports as an exact copy of what was imported.`,
 			for _, t := range tags {
 				v := t.Version
 				exact := v.Exactness()
-				fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\n", t.Ref, humanBytes(v.DiskSize), v.Files,
-					humanBytes(v.AddedStored), v.Created.Local().Format("2006-01-02 15:04"), exact)
+				fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\n", t.Ref, units.Bytes(v.DiskSize), v.Files,
+					units.Bytes(v.AddedStored), v.Created.Local().Format("2006-01-02 15:04"), exact)
 			}
 			return tw.Flush()
 		},
@@ -334,7 +335,7 @@ func newInfoCmd() *cobra.Command {
 			if m.Layout.Kind == "none" {
 				table = "no partition table (bare filesystem)"
 			}
-			fmt.Printf("  disk       %s (%d bytes), %s", humanBytes(m.DiskSize), m.DiskSize, table)
+			fmt.Printf("  disk       %s (%d bytes), %s", units.Bytes(m.DiskSize), m.DiskSize, table)
 			if m.Layout.DiskGUID != "" {
 				fmt.Printf(", disk GUID %s", m.Layout.DiskGUID)
 			}
@@ -351,28 +352,28 @@ func newInfoCmd() *cobra.Command {
 			for _, p := range m.Layout.Partitions {
 				how := "residual (whole partition, not walked)"
 				if fs := walked[p.Index]; fs != nil {
-					how = fmt.Sprintf("%d files, %s content", len(fs.Files), humanBytes(fs.ContentBytes()))
+					how = fmt.Sprintf("%d files, %s content", len(fs.Files), units.Bytes(fs.ContentBytes()))
 					if !strings.HasPrefix(fs.Type, "ext") {
 						// Files are listed (and chunked for mounts and dedup),
 						// but export takes the partition's bytes from the residual.
-						how = fmt.Sprintf("residual, %d files listed (%s)", len(fs.Files), humanBytes(fs.ContentBytes()))
+						how = fmt.Sprintf("residual, %d files listed (%s)", len(fs.Files), units.Bytes(fs.ContentBytes()))
 					}
 				}
 				fs := p.Filesystem
 				if fs == "" {
 					fs = "unknown"
 				}
-				fmt.Fprintf(tw, "  %d\t%d\t%s\t%s\t%s\t%s\t%s\n", p.Index, p.Start, humanBytes(p.Size), p.Type, p.Name, fs, how)
+				fmt.Fprintf(tw, "  %d\t%d\t%s\t%s\t%s\t%s\t%s\n", p.Index, p.Start, units.Bytes(p.Size), p.Type, p.Name, fs, how)
 			}
 			tw.Flush()
 			for _, fs := range m.Filesystems {
 				fmt.Printf("  p%d: %s uuid %s label %q, %d-byte blocks, %d-byte inodes\n", fs.PartIndex, fs.Type, fs.UUID, fs.Label, fs.BlockSize, fs.InodeSize)
 			}
-			fmt.Printf("  residual   %s of data, %s of zeros (stored as nothing)\n", humanBytes(residual), humanBytes(zero))
+			fmt.Printf("  residual   %s of data, %s of zeros (stored as nothing)\n", units.Bytes(residual), units.Bytes(zero))
 			for _, w := range image.LayoutWarnings(m) {
 				fmt.Printf("  warning    partition table: %s\n", w)
 			}
-			fmt.Printf("  added      %s raw, %s stored, %d new chunks at import\n", humanBytes(v.AddedRaw), humanBytes(v.AddedStored), v.AddedChunks)
+			fmt.Printf("  added      %s raw, %s stored, %d new chunks at import\n", units.Bytes(v.AddedRaw), units.Bytes(v.AddedStored), v.AddedChunks)
 			return nil
 		},
 	}

@@ -1,35 +1,22 @@
 package main
 
 import (
-	"bufio"
-	"errors"
 	"fmt"
-	"io"
 	"log"
 	"os"
-	"os/exec"
-	"os/signal"
 	"path/filepath"
-	"runtime"
-	"runtime/debug"
 	"strconv"
-	"strings"
-	"syscall"
-	"time"
 
-	"github.com/hanwen/go-fuse/v2/fuse"
 	"github.com/spf13/cobra"
 
 	"mis/catalog"
+	"mis/internal/daemon"
 	"mis/internal/repodir"
+	"mis/internal/units"
 	"mis/layer"
 	"mis/mountfs"
 	"mis/treeclone"
 )
-
-// daemonEnv marks the background child of `mis mount --daemon`; its value
-// is the log file. The child reports readiness on fd 3.
-const daemonEnv = "MIS_MOUNT_DAEMON_CHILD"
 
 type mountFlags struct {
 	daemon     bool
@@ -141,11 +128,11 @@ func runMount(cmd *cobra.Command, refArg, dir string, fl mountFlags) error {
 			return err
 		}
 	}
-	cacheSize, err := parseSize(fl.cacheSize)
+	cacheSize, err := units.ParseSize(fl.cacheSize)
 	if err != nil {
 		return fmt.Errorf("--cache-size: %w", err)
 	}
-	readahead, err := parseSize(fl.readahead)
+	readahead, err := units.ParseSize(fl.readahead)
 	if err != nil {
 		return fmt.Errorf("--readahead: %w", err)
 	}
@@ -164,7 +151,7 @@ func runMount(cmd *cobra.Command, refArg, dir string, fl mountFlags) error {
 	if _, ok, _ := mountfs.FindMount(absDir); ok {
 		return fmt.Errorf("%s is already a mount point (unmount it first with mis umount)", absDir)
 	}
-	if fl.daemon && os.Getenv(daemonEnv) == "" {
+	if fl.daemon && !daemon.IsChild() {
 		if isClone {
 			return startMountDaemon(refArg, absDir, fl)
 		}
@@ -201,80 +188,27 @@ func runMount(cmd *cobra.Command, refArg, dir string, fl mountFlags) error {
 		return err
 	}
 	defer fsys.Close()
-	limitMemory(cacheSize)
+	mountfs.LimitMemory(cacheSize)
 	srv, err := fsys.Mount(absDir, mountfs.MountOptions{FsName: "mis:" + ref.String(), AllowOther: fl.allowOther, Debug: fl.debug})
 	if err != nil {
 		return err
 	}
-	if ready := readyPipe(); ready != nil {
-		fmt.Fprintf(ready, "ready %d\n", os.Getpid())
-		ready.Close()
+	if daemon.IsChild() {
+		daemon.Ready()
 		logger.Printf("serving %s at %s (pid %d)", ref, absDir, os.Getpid())
 	} else if !g.quiet {
 		fmt.Fprintf(os.Stderr, "mounted %s at %s; Ctrl-C or mis umount %s to stop\n", ref, absDir, absDir)
 	}
 
-	waitServed(srv, absDir, logger)
+	mountfs.ServeUntilSignal(srv, absDir, logger)
 	st := fsys.Stats()
 	logger.Printf("unmounted %s: %d chunk reads, %d cache hits, %d prefetched, %d failed", absDir, st.Misses, st.Hits, st.Prefetched, st.Failed)
 	return nil
 }
 
-// waitServed serves until the mount goes away. The first SIGINT/SIGTERM
-// unmounts; if the mount is busy, another one detaches it lazily.
-func waitServed(srv *fuse.Server, absDir string, logger *log.Logger) {
-	sigs := make(chan os.Signal, 2)
-	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
-	defer signal.Stop(sigs)
-	go func() {
-		<-sigs
-		for {
-			err := srv.Unmount()
-			if err == nil {
-				return
-			}
-			logger.Printf("cannot unmount %s: %v; close what uses it, or signal again to detach it lazily", absDir, err)
-			<-sigs
-			if _, err := mountfs.Unmount(absDir, true); err == nil {
-				return
-			}
-		}
-	}()
-	srv.Wait()
-}
-
-// limitMemory sets a soft heap limit of what the indexes use now plus the
-// chunk cache plus room for FUSE buffers, unless GOMEMLIMIT is set: evicted
-// chunks are garbage, and without a limit the heap would grow to twice the
-// cache before the collector reclaims them.
-func limitMemory(cacheSize int64) {
-	if os.Getenv("GOMEMLIMIT") != "" {
-		return
-	}
-	if cacheSize <= 0 {
-		cacheSize = mountfs.DefaultCacheSize
-	}
-	runtime.GC()
-	var ms runtime.MemStats
-	runtime.ReadMemStats(&ms)
-	debug.SetMemoryLimit(int64(ms.HeapAlloc) + cacheSize + 64<<20)
-}
-
-// readyPipe is the daemon child's readiness pipe (fd 3), or nil.
-func readyPipe() *os.File {
-	if os.Getenv(daemonEnv) == "" {
-		return nil
-	}
-	return os.NewFile(3, "ready")
-}
-
-// startMountDaemon re-runs this mount in a new session with its output in a
-// log file, and returns once the child reports the mount ready (or died).
+// startMountDaemon re-runs this mount in the background with its output
+// in a log file, and returns once the child reports the mount ready.
 func startMountDaemon(ref string, dir string, fl mountFlags) error {
-	exe, err := os.Executable()
-	if err != nil {
-		return err
-	}
 	repoDir, err := filepath.Abs(g.repoDir)
 	if err != nil {
 		return err
@@ -286,103 +220,18 @@ func startMountDaemon(ref string, dir string, fl mountFlags) error {
 			return fmt.Errorf("daemon log: %w", err)
 		}
 	}
-	logf, err := openLog(logPath)
-	if err != nil {
-		return err
-	}
-	defer logf.Close()
-	rd, wr, err := os.Pipe()
-	if err != nil {
-		return err
-	}
-	defer rd.Close()
 	args := []string{"--repo", repoDir, "mount", "--daemon",
 		"--cache-size", fl.cacheSize, "--readahead", fl.readahead,
 		"--allow-other=" + strconv.FormatBool(fl.allowOther), "--log", logPath}
 	if fl.debug {
 		args = append(args, "--debug")
 	}
-	args = append(args, ref, dir)
-	child := exec.Command(exe, args...)
-	child.Env = append(os.Environ(), daemonEnv+"="+logPath)
-	child.Dir = "/" // do not keep the caller's directory busy
-	child.Stdout, child.Stderr = logf, logf
-	child.ExtraFiles = []*os.File{wr}
-	child.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
-	if err := child.Start(); err != nil {
-		wr.Close()
-		return err
-	}
-	wr.Close()
-	exited := make(chan error, 1)
-	go func() { exited <- child.Wait() }()
-	line, _ := bufio.NewReader(rd).ReadString('\n')
-	if strings.HasPrefix(line, "ready") {
-		if !g.quiet {
-			fmt.Fprintf(os.Stderr, "mounted %s at %s (pid %d, log %s)\n", ref, dir, child.Process.Pid, logPath)
-		}
-		return nil
-	}
-	// The child closed the pipe without a mount: it failed. Wait briefly for
-	// its exit and show its last words.
-	select {
-	case <-exited:
-	case <-time.After(5 * time.Second):
-	}
-	return fmt.Errorf("mount of %s at %s failed: %s (log %s)", ref, dir, lastLogLine(logPath), logPath)
-}
-
-// openLog opens a log for appending without following a symbolic link
-// and refuses anything but a regular file: a link planted at the log's
-// path must not make a root mount append to the file it points at.
-func openLog(path string) (*os.File, error) {
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0o600)
-	if errors.Is(err, syscall.ELOOP) {
-		return nil, fmt.Errorf("daemon log %s is a symbolic link: refusing to follow it (remove it, or choose another with --log)", path)
-	}
+	pid, err := daemon.Start(append(args, ref, dir), logPath)
 	if err != nil {
-		return nil, fmt.Errorf("daemon log: %w", err)
+		return fmt.Errorf("mount of %s at %s failed: %w", ref, dir, err)
 	}
-	if st, err := f.Stat(); err != nil || !st.Mode().IsRegular() {
-		f.Close()
-		return nil, fmt.Errorf("daemon log %s is not a regular file", path)
+	if !g.quiet {
+		fmt.Fprintf(os.Stderr, "mounted %s at %s (pid %d, log %s)\n", ref, dir, pid, logPath)
 	}
-	return f, nil
-}
-
-func lastLogLine(path string) string {
-	f, err := os.Open(path)
-	if err != nil {
-		return "no log"
-	}
-	defer f.Close()
-	if st, err := f.Stat(); err == nil && st.Size() > 4096 {
-		f.Seek(-4096, io.SeekEnd)
-	}
-	data, _ := io.ReadAll(f)
-	lines := strings.Split(strings.TrimSpace(string(data)), "\n")
-	return strings.TrimPrefix(lines[len(lines)-1], "mis: ")
-}
-
-// parseSize reads a byte count with an optional K, M or G suffix (powers
-// of 1024), as in 64M.
-func parseSize(s string) (int64, error) {
-	t := strings.TrimSuffix(strings.ToUpper(strings.TrimSpace(s)), "B")
-	t = strings.TrimSuffix(t, "I")
-	mult := int64(1)
-	if n := len(t); n > 0 {
-		switch t[n-1] {
-		case 'K':
-			mult, t = 1<<10, t[:n-1]
-		case 'M':
-			mult, t = 1<<20, t[:n-1]
-		case 'G':
-			mult, t = 1<<30, t[:n-1]
-		}
-	}
-	v, err := strconv.ParseInt(t, 10, 64)
-	if err != nil || v < 0 {
-		return 0, errors.New("want a size such as 64M, 512K or 1G, got " + strconv.Quote(s))
-	}
-	return v * mult, nil
+	return nil
 }

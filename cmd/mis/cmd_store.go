@@ -4,12 +4,12 @@ import (
 	"fmt"
 	"os"
 	"strings"
-	"time"
 
 	"github.com/spf13/cobra"
 
 	"mis/catalog"
 	"mis/chunker"
+	"mis/internal/units"
 	"mis/layer"
 	"mis/repo"
 )
@@ -38,7 +38,7 @@ config.json, so every writer cuts data the same way and dedups against it.`,
 			}
 			c := r.Config()
 			fmt.Printf("created repository %s at %s (format %d, chunks %s/%s/%s)\n", c.ID, g.repoDir, c.FormatVersion,
-				humanBytes(int64(c.Chunker.Min)), humanBytes(int64(c.Chunker.Avg)), humanBytes(int64(c.Chunker.Max)))
+				units.Bytes(int64(c.Chunker.Min)), units.Bytes(int64(c.Chunker.Avg)), units.Bytes(int64(c.Chunker.Max)))
 			return nil
 		},
 	}
@@ -111,56 +111,21 @@ not run.`,
 				})
 				prog.finish()
 				if repaired != nil && !g.json {
-					printRepair(repaired, dropBroken)
+					for _, line := range repaired.Lines(dropBroken) {
+						fmt.Println("repair:", line)
+					}
 				}
 				if err != nil {
 					return exitError{2, "repair: " + err.Error()}
 				}
 			}
 			prog := newProgress("verify")
-			var manifestProblems []string
-			rep, err := r.Verify(ctx, repo.VerifyOptions{
-				ReadData: readData,
-				Refs: func(yield func(owner string, id chunker.ID) error) error {
-					var err error
-					manifestProblems, err = layer.ForEachRef(ctx, r, yield)
-					return err
-				},
-				Progress: prog.update,
-			})
+			res, err := catalog.Open(r).Verify(ctx, readData, prog.update)
 			prog.finish()
 			if err != nil {
 				return exitError{2, err.Error()}
 			}
-			var problems, notes []string
-			problems = append(problems, manifestProblems...)
-			metaDamaged := false
-			for _, p := range rep.Problems {
-				if p.Harmless {
-					notes = append(notes, p.String())
-				} else {
-					problems = append(problems, p.String())
-					metaDamaged = metaDamaged || p.Kind == repo.ProblemMetadata
-				}
-			}
-			if !metaDamaged {
-				rf, err := layer.CheckRecordFiles(ctx, r)
-				if err != nil {
-					return exitError{2, err.Error()}
-				}
-				for _, v := range rf.Lost {
-					problems = append(problems, fmt.Sprintf("version %s (%s:%s) has a record file but no record: the metadata database lost it; mis verify --repair restores it", v.ID, v.Name, v.Tag))
-				}
-				for _, n := range rf.Unreadable {
-					problems = append(problems, fmt.Sprintf("record file versions/%s does not parse", n))
-				}
-				if len(rf.Missing) > 0 {
-					notes = append(notes, fmt.Sprintf("%d version(s) have no record file (made before record files existed, or a crash right after a commit); mis verify --repair writes them", len(rf.Missing)))
-				}
-				if len(rf.Stale) > 0 {
-					notes = append(notes, fmt.Sprintf("%d version record file(s) differ from their records; mis verify --repair rewrites them", len(rf.Stale)))
-				}
-			}
+			rep, problems, notes := res.Report, res.Problems, res.Notes
 			if g.json {
 				out := map[string]any{"ok": len(problems) == 0, "problems": problems, "notes": notes,
 					"packs": rep.Packs, "chunks": rep.Chunks, "refs": rep.Refs, "bytes_read": rep.BytesRead}
@@ -182,7 +147,7 @@ not run.`,
 					what = "references checked, every chunk re-read and re-hashed"
 				}
 				fmt.Fprintf(os.Stderr, "verify: %d packs, %d chunks, %d references, %s read: %s; %d problem(s)\n",
-					rep.Packs, rep.Chunks, rep.Refs, humanBytes(rep.BytesRead), what, len(problems))
+					rep.Packs, rep.Chunks, rep.Refs, units.Bytes(rep.BytesRead), what, len(problems))
 				if len(problems) > 0 && !repair {
 					fmt.Fprintln(os.Stderr, "verify: mis verify --repair rebuilds the index from the packs and lists the versions that lost data")
 				}
@@ -197,82 +162,6 @@ not run.`,
 	cmd.Flags().BoolVar(&repair, "repair", false, "take the writer lock and repair: rebuild the chunk index from the packs, salvage damaged packs, restore lost versions from their record files, report the versions whose data is gone")
 	cmd.Flags().BoolVar(&dropBroken, "drop-broken", false, "with --repair: remove the versions whose data is gone (not those a clone or mount holds)")
 	return cmd
-}
-
-// printRepair says what verify --repair found and did, one line each.
-func printRepair(rp *catalog.Repaired, dropBroken bool) {
-	say := func(format string, a ...any) { fmt.Printf("repair: "+format+"\n", a...) }
-	if ix := rp.Index; ix != nil {
-		for _, p := range ix.MetaProblems {
-			say("metadata: %s", p)
-		}
-		if ix.MetaMovedTo != "" {
-			say("the metadata database was moved to %s and a new one made: the chunk index is rebuilt from the packs; versions come back from their record files; tags added with mis tag are lost", ix.MetaMovedTo)
-		}
-		if ix.MetaCopiedTo != "" {
-			say("a copy of the metadata database was kept at %s before Badger cleaned it up", ix.MetaCopiedTo)
-		}
-		say("checked %d pack(s), %s; read %s", ix.Packs, humanBytes(ix.PackBytes), humanBytes(ix.BytesRead))
-		for _, p := range ix.PacksGone {
-			say("pack %s is gone from the store", p)
-		}
-		for _, d := range ix.Damaged {
-			if d.Scanned {
-				say("pack %s is damaged (%s) and no index entry describes it: %d chunk(s) found by walking its bodies, %d salvaged into a new pack, %d had another copy (what its lost part held is unknown); moved to %s",
-					d.Name, d.Problem, d.Chunks, d.Salvaged, d.Duplicates, d.MovedTo)
-				continue
-			}
-			say("pack %s is damaged (%s): %d chunk(s) salvaged into a new pack, %d had another copy, %d lost; moved to %s",
-				d.Name, d.Problem, d.Salvaged, d.Duplicates, d.Lost, d.MovedTo)
-		}
-		if n := len(ix.PacksIndexed); n > 0 {
-			say("indexed %d pack(s) that were not in the index", n)
-		}
-		if ix.Changed() {
-			say("index: %d chunk(s): %d added, %d re-linked to another copy, %d corrected, %d unindexed (no intact copy anywhere), %d malformed entries removed",
-				ix.Chunks, ix.ChunksAdded, ix.ChunksRelinked, ix.ChunksCorrected, ix.ChunksLost, ix.BadEntries)
-		} else {
-			say("index: %d chunk(s), nothing to change", ix.Chunks)
-		}
-	}
-	for _, rs := range rp.Restored {
-		if rs.Ref != "" {
-			say("restored version %s as %s from its record file", rs.Version.ID, rs.Ref)
-		} else {
-			say("restored version %s (created as %s:%s, a tag another version holds now) from its record file, untagged", rs.Version.ID, rs.Version.Name, rs.Version.Tag)
-		}
-	}
-	if rp.RecordFilesWritten > 0 {
-		say("wrote %d version record file(s)", rp.RecordFilesWritten)
-	}
-	for _, b := range rp.Broken {
-		what := fmt.Sprintf("misses %d chunk(s)", b.MissingChunks)
-		if b.Problem != "" {
-			what = b.Problem
-		}
-		switch {
-		case b.Dropped:
-			say("%s (version %s): %s: dropped", b.Label(), b.ID, what)
-		case b.Kept != "":
-			say("%s (version %s): %s: kept, %s", b.Label(), b.ID, what, b.Kept)
-		case dropBroken:
-			say("%s (version %s): %s", b.Label(), b.ID, what)
-		case len(b.HeldBy) > 0:
-			say("%s (version %s): %s; %s", b.Label(), b.ID, what, catalog.HeldReason(b.HeldBy))
-		default:
-			say("%s (version %s): %s; --drop-broken removes it", b.Label(), b.ID, what)
-		}
-	}
-	for _, h := range rp.Orphaned {
-		if h.Kind == catalog.KindMount {
-			say("the mount at %s serves version %s, which is gone: unmount it (mis umount %s)", h.Name, h.Version, h.Name)
-			continue
-		}
-		say("%s clone %s is based on version %s, which is gone: its base data is lost; remove it (mis rm %s): gc refuses to run until then", h.Kind, h.Name, h.Version, h.Name)
-	}
-	if rp.Index != nil && !rp.Index.Changed() && len(rp.Restored) == 0 && rp.RecordFilesWritten == 0 && len(rp.Broken) == 0 && len(rp.Orphaned) == 0 {
-		say("nothing to repair")
-	}
 }
 
 func newStatsCmd() *cobra.Command {
@@ -305,15 +194,15 @@ every version's manifest.`,
 				return printJSON(out)
 			}
 			fmt.Printf("versions:           %d\n", out.Versions)
-			fmt.Printf("logical bytes:      %s (%d)\n", humanBytes(out.LogicalBytes), out.LogicalBytes)
-			fmt.Printf("unique bytes:       %s (%d)\n", humanBytes(out.UniqueBytes), out.UniqueBytes)
-			fmt.Printf("stored bytes:       %s (%d) in %d packs\n", humanBytes(out.PackBytes), out.PackBytes, out.Packs)
+			fmt.Printf("logical bytes:      %s (%d)\n", units.Bytes(out.LogicalBytes), out.LogicalBytes)
+			fmt.Printf("unique bytes:       %s (%d)\n", units.Bytes(out.UniqueBytes), out.UniqueBytes)
+			fmt.Printf("stored bytes:       %s (%d) in %d packs\n", units.Bytes(out.PackBytes), out.PackBytes, out.Packs)
 			fmt.Printf("chunks:             %d\n", out.Chunks)
 			fmt.Printf("dedup ratio:        %.2fx (logical / unique)\n", out.DedupRatio)
 			fmt.Printf("compression ratio:  %.2fx (unique / stored chunk bytes)\n", out.CompressionRatio)
 			fmt.Printf("overall:            %.2fx (logical / stored)\n", out.TotalRatio)
 			if out.UnreferencedStoredBytes > 0 {
-				fmt.Printf("unreferenced:       %s in chunks no version uses (mis gc frees them)\n", humanBytes(out.UnreferencedStoredBytes))
+				fmt.Printf("unreferenced:       %s in chunks no version uses (mis gc frees them)\n", units.Bytes(out.UnreferencedStoredBytes))
 			}
 			if out.MissingChunks > 0 {
 				fmt.Printf("missing:            %d referenced chunks are not in the index (run mis verify)\n", out.MissingChunks)
@@ -341,24 +230,7 @@ func printUsageTable(versions []layer.VersionUsage) {
 			name = v.Label()
 		}
 		fmt.Printf("%-*s  %-10s  %10s  %8d  %11s  %11s\n", w, name, v.Version.Created.Local().Format("2006-01-02"),
-			humanBytes(v.Version.DiskSize), v.Chunks, humanBytes(v.UniqueStored), humanBytes(v.SharedStored))
+			units.Bytes(v.Version.DiskSize), v.Chunks, units.Bytes(v.UniqueStored), units.Bytes(v.SharedStored))
 	}
 	fmt.Println("(alone: stored bytes only this version uses, freed by mis rm + mis gc; shared: stored bytes other versions use too)")
-}
-
-func humanBytes(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
-}
-
-func humanDuration(d time.Duration) string {
-	return d.Round(10 * time.Millisecond).String()
 }

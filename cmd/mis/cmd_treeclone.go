@@ -8,6 +8,7 @@ import (
 	"strings"
 	"syscall"
 
+	"mis/internal/daemon"
 	"mis/layer"
 	"mis/mountfs"
 	"mis/repo"
@@ -46,12 +47,11 @@ func runTreeClone(ctx context.Context, src string, names []string) error {
 func serveTreeClone(ctx context.Context, r *repo.Repo, name, dir string, fl mountFlags, cacheSize, readahead int64) error {
 	ctx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	limitMemory(cacheSize)
+	mountfs.LimitMemory(cacheSize)
 	opt := treeclone.MountOptions{FS: mountfs.Options{CacheSize: cacheSize, Readahead: readahead}, Debug: fl.debug}
 	return treeclone.Serve(ctx, r, name, dir, opt, func(mt *treeclone.Mounted) {
-		if ready := readyPipe(); ready != nil {
-			fmt.Fprintf(ready, "ready %d\n", os.Getpid())
-			ready.Close()
+		if daemon.IsChild() {
+			daemon.Ready()
 			fmt.Fprintf(os.Stderr, "serving tree clone %s at %s (pid %d): %s writable\n", name, dir, os.Getpid(), strings.Join(mt.Parts, ", "))
 		} else if !g.quiet {
 			fmt.Fprintf(os.Stderr, "mounted tree clone %s at %s: %s writable; Ctrl-C or mis umount %s to stop\n", name, dir, strings.Join(mt.Parts, ", "), dir)

@@ -651,7 +651,7 @@ func iterateChunkEntries(txn *badger.Txn, fn func(id chunker.ID, loc Location, b
 // read-write open works.
 func (w *Writer) repairMeta(ctx context.Context, rep *RepairReport) error {
 	dir := w.r.metaDir()
-	hard, soft, err := checkMeta(ctx, dir, true)
+	hard, soft, _, err := checkMeta(ctx, dir, true)
 	if err != nil {
 		return err
 	}

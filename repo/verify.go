@@ -136,10 +136,11 @@ func (r *Repo) Verify(ctx context.Context, opt VerifyOptions) (*VerifyReport, er
 	if orphans > 0 {
 		// Any open, read-only too, deletes tables the MANIFEST does not
 		// name: right after a crash, data loss after damage. Keep a copy.
-		if kept, err = r.keepMeta(ctx, false); err != nil {
-			return nil, fmt.Errorf("verify: keep a copy of the metadata database: %w", err)
+		if to, err := r.keepMeta(ctx, false); err != nil {
+			kept = "; keeping a copy of the database failed (" + err.Error() + "), and Badger deletes these at its next open"
+		} else {
+			kept = "; a copy of the database was kept at " + to + " before Badger opens it"
 		}
-		kept = "; a copy of the database was kept at " + kept + " before Badger opens it"
 	}
 	for _, s := range soft {
 		rep.Problems = append(rep.Problems, Problem{Kind: ProblemMetadata, Harmless: true,

@@ -40,36 +40,36 @@ import (
 // Tables are opened the way Badger opens them (table.OpenTable, in this
 // goroutine, so a panic is recovered); with verifyBlocks every block's
 // checksum is checked too, which reads the whole database.
-func checkMeta(ctx context.Context, dir string, verifyBlocks bool) (hard, soft []string, err error) {
+func checkMeta(ctx context.Context, dir string, verifyBlocks bool) (hard, soft []string, nOrphans int, err error) {
 	if _, err := os.Stat(dir); err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
-			return []string{"the metadata directory " + dir + " is missing"}, nil, nil
+			return []string{"the metadata directory " + dir + " is missing"}, nil, 0, nil
 		}
-		return nil, nil, err
+		return nil, nil, 0, err
 	}
 	unlock, err := lockMetaDir(ctx, dir, false)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, 0, err
 	}
 	defer unlock()
 
 	opt := badgerOptions(dir, true)
 	mf, err := os.Open(filepath.Join(dir, badger.ManifestFilename))
 	if errors.Is(err, fs.ErrNotExist) {
-		return []string{"its MANIFEST is missing (Badger would start an empty database and delete every table)"}, nil, nil
+		return []string{"its MANIFEST is missing (Badger would start an empty database and delete every table)"}, nil, 0, nil
 	}
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, 0, err
 	}
 	st, err := mf.Stat()
 	if err != nil {
 		mf.Close()
-		return nil, nil, err
+		return nil, nil, 0, err
 	}
 	manifest, truncOffset, err := replayManifest(mf, opt)
 	mf.Close()
 	if err != nil {
-		return []string{"its MANIFEST cannot be read: " + err.Error()}, nil, nil
+		return []string{"its MANIFEST cannot be read: " + err.Error()}, nil, 0, nil
 	}
 	if truncOffset < st.Size() {
 		soft = append(soft, fmt.Sprintf("its MANIFEST ends in a torn entry (%d of %d bytes read)", truncOffset, st.Size()))
@@ -78,7 +78,7 @@ func checkMeta(ctx context.Context, dir string, verifyBlocks bool) (hard, soft [
 	onDisk := map[uint64]bool{}
 	ents, err := os.ReadDir(dir)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, 0, err
 	}
 	for _, e := range ents {
 		if id, ok := table.ParseFileID(e.Name()); ok && strings.HasSuffix(e.Name(), ".sst") {
@@ -92,7 +92,7 @@ func checkMeta(ctx context.Context, dir string, verifyBlocks bool) (hard, soft [
 	sort.Slice(ids, func(i, j int) bool { return ids[i] < ids[j] })
 	for _, id := range ids {
 		if err := ctx.Err(); err != nil {
-			return nil, nil, err
+			return nil, nil, 0, err
 		}
 		name := filepath.Base(table.NewFilename(id, dir))
 		if !onDisk[id] {
@@ -111,9 +111,9 @@ func checkMeta(ctx context.Context, dir string, verifyBlocks bool) (hard, soft [
 	}
 	sort.Strings(orphans)
 	for _, name := range orphans {
-		soft = append(soft, fmt.Sprintf("table %s is not in its MANIFEST (Badger deletes it at the next read-write open)", name))
+		soft = append(soft, fmt.Sprintf("table %s is not in its MANIFEST (Badger deletes it at its next open, read-only included)", name))
 	}
-	return hard, soft, nil
+	return hard, soft, len(orphans), nil
 }
 
 // replayManifest reads a MANIFEST without changing it, turning a panic

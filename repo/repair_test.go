@@ -233,9 +233,10 @@ func TestRepairSalvagesTruncatedPack(t *testing.T) {
 }
 
 // dupPack writes a second pack holding the chunks of pack (as stored),
-// sealed but never committed, as a writer killed before its commit would;
-// the next writer indexes it keeping the existing entries.
-func dupPack(t *testing.T, r *Repo, pack string) string {
+// unindexed, as a writer killed before its commit would leave it; the
+// next writer indexes it keeping the existing entries. Its name sorts
+// before pack's if first, else after (a first chunk of its own decides).
+func dupPack(t *testing.T, r *Repo, pack string, first bool) string {
 	t.Helper()
 	ctx := context.Background()
 	data, err := readPackBytes(ctx, r.packs, pack)
@@ -246,24 +247,23 @@ func dupPack(t *testing.T, r *Repo, pack string) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	w := openWriter(t, r)
-	w.mu.Lock()
-	// A chunk of another pack first, so the new pack's name differs.
-	extra := randomBytes(999, 5000)
-	w.appendStoredLocked(ctx, sumID(extra), extra, flagRaw, len(extra))
-	for _, e := range entries {
-		if err := w.appendStoredLocked(ctx, e.ID, data[e.Offset:e.Offset+uint64(e.StoredLen)], e.Flags, int(e.RawLen)); err != nil {
+	for seed := uint64(1000); ; seed++ {
+		b := newPackBuilder(2<<20, nil)
+		extra := randomBytes(seed, 5000)
+		b.add(sumID(extra), flagRaw, extra, len(extra))
+		for _, e := range entries {
+			b.add(e.ID, e.Flags, data[e.Offset:e.Offset+uint64(e.StoredLen)], int(e.RawLen))
+		}
+		buf, name := b.finish()
+		if (name < pack) != first {
+			continue
+		}
+		if err := r.packs.Put(ctx, name, bytes.NewReader(buf), int64(len(buf))); err != nil {
 			t.Fatal(err)
 		}
+		openWriter(t, r).Close() // recovery indexes it
+		return name
 	}
-	if err := w.sealLocked(ctx); err != nil {
-		t.Fatal(err)
-	}
-	name := w.sealed[0].name
-	w.mu.Unlock()
-	w.Close()
-	openWriter(t, r).Close() // recovery indexes it
-	return name
 }
 
 func TestRepairRelinksDuplicate(t *testing.T) {
@@ -273,7 +273,7 @@ func TestRepairRelinksDuplicate(t *testing.T) {
 		pack = p
 		break
 	}
-	dup := dupPack(t, r, pack)
+	dup := dupPack(t, r, pack, false)
 	entries, _ := readWholePack(context.Background(), r.packs, pack)
 	if got := packsOf(t, r, vs[string(versionKey(1))]); !got[pack] || got[dup] {
 		t.Fatalf("setup: version 1 is in %v", got)
@@ -295,19 +295,21 @@ func TestRepairRelinksDuplicate(t *testing.T) {
 }
 
 func TestRepairKeepsIndexedCopyOfDuplicate(t *testing.T) {
-	r, vs := repairSetup(t)
-	var pack string
-	for p := range packsOf(t, r, vs[string(versionKey(1))]) {
-		pack = p
-		break
-	}
-	dup := dupPack(t, r, pack)
-	// Whatever the name order of the two packs, nothing moves.
-	if rep := repairOK(t, r, true); rep.Changed() {
-		t.Fatalf("repair of a sound repository with a duplicate pack changed it: %+v", rep)
-	}
-	if got := packsOf(t, r, vs[string(versionKey(1))]); !got[pack] || got[dup] {
-		t.Fatalf("version 1 moved to %v", got)
+	for _, first := range []bool{true, false} {
+		r, vs := repairSetup(t)
+		var pack string
+		for p := range packsOf(t, r, vs[string(versionKey(1))]) {
+			pack = p
+			break
+		}
+		dup := dupPack(t, r, pack, first)
+		// Whatever the name order of the two packs, nothing moves.
+		if rep := repairOK(t, r, true); rep.Changed() {
+			t.Fatalf("duplicate first %v: repair of a sound repository changed it: %+v", first, rep)
+		}
+		if got := packsOf(t, r, vs[string(versionKey(1))]); !got[pack] || got[dup] {
+			t.Fatalf("duplicate first %v: version 1 moved to %v", first, got)
+		}
 	}
 }
 

@@ -121,7 +121,7 @@ func (r *Repo) Verify(ctx context.Context, opt VerifyOptions) (*VerifyReport, er
 	// Badger is looked at before it is opened: some damage makes it panic
 	// or silently drop keys (metacheck.go). Every table block is checked:
 	// loading the index reads most of them anyway.
-	hard, soft, err := checkMeta(ctx, r.metaDir(), true)
+	hard, soft, orphans, err := checkMeta(ctx, r.metaDir(), true)
 	if err != nil {
 		return nil, fmt.Errorf("verify: check metadata: %w", err)
 	}
@@ -129,12 +129,22 @@ func (r *Repo) Verify(ctx context.Context, opt VerifyOptions) (*VerifyReport, er
 		rep.Problems = append(rep.Problems, Problem{Kind: ProblemMetadata,
 			Detail: h + "; mis verify --repair moves it aside and rebuilds the chunk index from the packs"})
 	}
-	for _, s := range soft {
-		rep.Problems = append(rep.Problems, Problem{Kind: ProblemMetadata, Harmless: true,
-			Detail: s + "; left by a crash, or damage: mis verify --repair keeps a copy before Badger cleans it up"})
-	}
 	if len(hard) > 0 {
 		return rep, nil // opening it could crash or mislead
+	}
+	kept := ""
+	if orphans > 0 {
+		// Any open, read-only too, deletes tables the MANIFEST does not
+		// name: right after a crash, data loss after damage. Keep a copy.
+		if to, err := r.keepMeta(ctx, false); err != nil {
+			kept = "; keeping a copy of the database failed (" + err.Error() + "), and Badger deletes these at its next open"
+		} else {
+			kept = "; a copy of the database was kept at " + to + " before Badger opens it"
+		}
+	}
+	for _, s := range soft {
+		rep.Problems = append(rep.Problems, Problem{Kind: ProblemMetadata, Harmless: true,
+			Detail: s + "; left by a crash, or damage" + kept})
 	}
 	idx, err := r.loadIndex(ctx, rep)
 	if err != nil {

@@ -57,7 +57,9 @@ func newVerifyCmd() *cobra.Command {
 inside an existing pack, and every pack must be indexed. With --read-data, every
 chunk of every pack is also read, decompressed and re-hashed; each damaged chunk
 is named with the versions that use it. The metadata database (Badger) is
-checked before it is opened: a damaged one is reported, not opened.
+checked before it is opened: a damaged one is reported, not opened; tables its
+MANIFEST does not name (a crash leaves those, and so does damage) are copied to
+REPO/damaged/meta-TIME first, because Badger deletes them at any open.
 
 --repair (a writer: it takes the writer lock and honours --wait) then mends the
 repository and verifies it again:

@@ -12,6 +12,8 @@
 //	REPO/clones/clones.json           every disk clone's record (clone)
 //	REPO/clones/deltas/<id>.delta     a disk clone delta's data, with <id>.map beside it (clone)
 //	REPO/treeclones/NAME/             a tree clone: clone.json, lock, upper/, work/, lower/ (treeclone)
+//	REPO/versions/<id>.json           every version record again, for repair (layer)
+//	REPO/damaged/                     damaged packs and metadata moved aside by verify --repair (repo)
 //	REPO/mounts/<id>.json             a running mount of a version and its flock (catalog)
 //	REPO/mounts/<dir>-<hash>.log      the log of mis mount --daemon serving <dir> (cmd/mis)
 package repodir

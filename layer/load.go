@@ -147,9 +147,10 @@ func resolve(ctx context.Context, s store, chain []*Version) (*manifest.Manifest
 		for range v.Manifest {
 			owner = append(owner, i)
 		}
-		// The record's sizes size the buffer only up to a bound: a damaged
-		// record claiming 4 GiB chunks must not allocate them.
-		bufs[i] = make([]byte, 0, min(manifest.StreamSize(v.Manifest), 64<<20))
+		// The record's sizes size the buffer only up to a bound (a bigger
+		// manifest grows it by appending): a damaged record claiming 4 GiB
+		// chunks must not allocate them.
+		bufs[i] = make([]byte, 0, min(manifest.StreamSize(v.Manifest), 16<<20))
 	}
 	k := 0
 	err := s.readChunks(ctx, ids, func(data []byte) error {

@@ -5,12 +5,15 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"log"
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"mis/fixtures"
 	"mis/image"
+	"mis/layer"
 	"mis/mountfs"
 )
 
@@ -93,4 +96,41 @@ func sameBytes(size int64, readers map[string]io.ReaderAt, names ...string) erro
 		}
 	}
 	return nil
+}
+
+// TestServeUntilSignalStopsWhenContextEnds: a signal the process's own
+// handler took before ServeUntilSignal was installed ends the context;
+// the mount must still go away (it used to serve on, ignoring the SIGINT).
+func TestServeUntilSignalStopsWhenContextEnds(t *testing.T) {
+	_, r := imported(t, "ext4")
+	_, m, err := layer.Load(context.Background(), r, layer.Ref{Name: "img", Tag: "v1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := mountfs.New(context.Background(), r, m, mountfs.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	dir := t.TempDir()
+	srv, err := f.Mount(dir, mountfs.MountOptions{FsName: "mis-test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	done := make(chan struct{})
+	go func() {
+		mountfs.ServeUntilSignal(ctx, srv, dir, log.New(io.Discard, "", 0))
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(20 * time.Second):
+		mountfs.Unmount(dir, true)
+		t.Fatal("still serving 20 s after its context ended")
+	}
+	if _, ok, _ := mountfs.FindMount(dir); ok {
+		t.Fatal("still mounted")
+	}
 }

@@ -1,6 +1,7 @@
 package mountfs
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log"
@@ -123,14 +124,22 @@ func FindMountBySource(source string) (MountInfo, bool, error) {
 }
 
 // ServeUntilSignal serves srv until the mount at dir goes away. The first
-// SIGINT or SIGTERM unmounts; if the mount is busy, another one detaches it
-// lazily.
-func ServeUntilSignal(srv *fuse.Server, dir string, logger *log.Logger) {
+// SIGINT or SIGTERM, or the end of ctx (a signal the caller's own handler
+// took before this one was installed), unmounts; if the mount is busy,
+// another signal detaches it lazily.
+func ServeUntilSignal(ctx context.Context, srv *fuse.Server, dir string, logger *log.Logger) {
 	sigs := make(chan os.Signal, 2)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
 	defer signal.Stop(sigs)
+	served := make(chan struct{})
+	defer close(served)
 	go func() {
-		<-sigs
+		select {
+		case <-sigs:
+		case <-ctx.Done():
+		case <-served:
+			return
+		}
 		for {
 			err := srv.Unmount()
 			if err == nil {

@@ -171,7 +171,7 @@ func serveClone(ctx context.Context, cat *catalog.Catalog, name, dir string, fl 
 	} else if !g.quiet {
 		fmt.Fprintf(os.Stderr, "mounted clone %s (base %s) writable at %s; Ctrl-C or mis umount %s to stop\n", name, base, dir, dir)
 	}
-	mountfs.ServeUntilSignal(srv, dir, logger)
+	mountfs.ServeUntilSignal(ctx, srv, dir, logger)
 	s := d.Stats()
 	logger.Printf("unmounted %s: %d writes (%s), %d block copy-ups, %d syncs", dir, s.Writes.Load(),
 		units.Bytes(s.WrittenBytes.Load()), s.CopyUps.Load(), s.Syncs.Load())

@@ -200,7 +200,7 @@ func runMount(cmd *cobra.Command, refArg, dir string, fl mountFlags) error {
 		fmt.Fprintf(os.Stderr, "mounted %s at %s; Ctrl-C or mis umount %s to stop\n", ref, absDir, absDir)
 	}
 
-	mountfs.ServeUntilSignal(srv, absDir, logger)
+	mountfs.ServeUntilSignal(ctx, srv, absDir, logger)
 	st := fsys.Stats()
 	logger.Printf("unmounted %s: %d chunk reads, %d cache hits, %d prefetched, %d failed", absDir, st.Misses, st.Hits, st.Prefetched, st.Failed)
 	return nil

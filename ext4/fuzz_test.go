@@ -8,12 +8,13 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"runtime/metrics"
 	"sort"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"mis/testkit/fuzzkit"
 )
 
 // FuzzImage opens, walks and reads an ext2/3/4 image given as bytes: every
@@ -31,12 +32,12 @@ import (
 func FuzzImage(f *testing.F) {
 	f.Add([]byte{}, uint32(0))
 	f.Fuzz(func(t *testing.T, data []byte, sizeKiB uint32) {
-		dev := decodeSparse(data, int64(sizeKiB)<<10)
+		dev := fuzzkit.DecodeSparse(data, int64(sizeKiB)<<10)
 		// A slow input crashes the worker so the fuzzer records it.
 		slow := time.AfterFunc(10*time.Second, func() { panic("input took over 10s: possible endless loop") })
 		defer slow.Stop()
-		defer checkAllocs(t, 512<<20)()
-		fsys, err := Open(dev, dev.size)
+		defer fuzzkit.CheckAllocs(t, 512<<20)()
+		fsys, err := Open(dev, dev.Size())
 		if err != nil {
 			return
 		}
@@ -120,149 +121,6 @@ func checkExtents(t *testing.T, fsys *FS, ino uint32, ext []Extent) {
 	}
 }
 
-// checkAllocs fails the input if it made the process allocate more than
-// limit bytes (a size field trusted too early is the usual cause). Go's
-// fuzzer does not see allocations that never touch memory.
-func checkAllocs(t *testing.T, limit uint64) func() {
-	s := []metrics.Sample{{Name: "/gc/heap/allocs:bytes"}}
-	metrics.Read(s)
-	before := s[0].Value.Uint64()
-	return func() {
-		metrics.Read(s)
-		if n := s[0].Value.Uint64() - before; n > limit {
-			t.Fatalf("allocated %d MiB for one input", n>>20)
-		}
-	}
-}
-
-// maxSparseSize bounds the device a fuzz input describes.
-const maxSparseSize = 1 << 40
-
-// sparseDev is a device of size bytes reading as zeros except for recs.
-type sparseDev struct {
-	size int64
-	recs []sparseRec // later records win where they overlap
-}
-
-// sparseRec puts data at off, or n copies of fill when data is nil.
-type sparseRec struct {
-	off, n int64
-	data   []byte
-	fill   byte
-}
-
-// decodeSparse reads records until the input ends (a truncated last
-// record is cut short) onto a device of size bytes (at most
-// maxSparseSize; bytes beyond it are dropped). A record is
-// uvarint(offset) uvarint(n<<1) and n bytes, or uvarint(offset)
-// uvarint(n<<1|1) and one byte repeated n times (bitmap padding).
-func decodeSparse(in []byte, size int64) *sparseDev {
-	d := &sparseDev{size: max(0, min(size, maxSparseSize))}
-	for len(in) > 0 {
-		off, n1 := binary.Uvarint(in)
-		if n1 <= 0 {
-			break
-		}
-		ln, n2 := binary.Uvarint(in[n1:])
-		if n2 <= 0 {
-			break
-		}
-		in = in[n1+n2:]
-		r := sparseRec{off: int64(min(off, uint64(d.size))), n: int64(min(ln>>1, uint64(d.size)))}
-		if ln&1 == 1 {
-			if len(in) == 0 {
-				break
-			}
-			r.fill, in = in[0], in[1:]
-		} else {
-			r.data = in[:min(uint64(len(in)), ln>>1)]
-			in = in[len(r.data):]
-			r.n = int64(len(r.data))
-		}
-		r.n = min(r.n, d.size-r.off)
-		if r.n > 0 {
-			d.recs = append(d.recs, r)
-		}
-	}
-	return d
-}
-
-func (d *sparseDev) ReadAt(p []byte, off int64) (int, error) {
-	if off < 0 || off >= d.size {
-		return 0, io.EOF
-	}
-	n := len(p)
-	if int64(n) > d.size-off {
-		n = int(d.size - off)
-	}
-	clear(p[:n])
-	end := off + int64(n)
-	for _, r := range d.recs {
-		rend := r.off + r.n
-		if rend <= off || r.off >= end {
-			continue
-		}
-		lo, hi := max(off, r.off), min(end, rend)
-		if r.data != nil {
-			copy(p[lo-off:hi-off], r.data[lo-r.off:hi-r.off])
-		} else {
-			dst := p[lo-off : hi-off]
-			for i := range dst {
-				dst[i] = r.fill
-			}
-		}
-	}
-	if n < len(p) {
-		return n, io.EOF
-	}
-	return n, nil
-}
-
-// encodeSparse is decodeSparse's inverse for an image: its non-zero
-// stretches (zero runs shorter than 32 bytes stay inside a record), runs
-// of 64 or more equal bytes as fill records.
-func encodeSparse(img []byte) []byte {
-	var out []byte
-	lit := func(i, end int) {
-		if end > i {
-			out = binary.AppendUvarint(out, uint64(i))
-			out = binary.AppendUvarint(out, uint64(end-i)<<1)
-			out = append(out, img[i:end]...)
-		}
-	}
-	run := func(i int) int { // length of the run of img[i] from i
-		j := i
-		for j < len(img) && img[j] == img[i] {
-			j++
-		}
-		return j - i
-	}
-	for i := 0; i < len(img); {
-		if img[i] == 0 {
-			i++
-			continue
-		}
-		if n := run(i); n >= 64 {
-			out = binary.AppendUvarint(out, uint64(i))
-			out = binary.AppendUvarint(out, uint64(n)<<1|1)
-			out = append(out, img[i])
-			i += n
-			continue
-		}
-		j := i
-		for j < len(img) {
-			if n := run(j); (img[j] == 0 && n >= 32) || (img[j] != 0 && n >= 64) {
-				break
-			} else {
-				j += n
-			}
-		}
-		lit(i, j)
-		i = j
-	}
-	return out
-}
-
 // fuzzSeedScript makes the seed images: 1 KiB blocks (small metadata),
 // few inodes, every mapping and directory kind mke2fs -d makes.
 const fuzzSeedScript = `
@@ -321,8 +179,8 @@ func TestWriteFuzzSeeds(t *testing.T) {
 		if err := exerciseAll(fsys); err != nil {
 			t.Fatalf("%s: %v", p, err)
 		}
-		enc := encodeSparse(img)
-		if dev := decodeSparse(enc, int64(len(img))); !bytes.Equal(readAll(dev), img) || len(img)%1024 != 0 {
+		enc := fuzzkit.EncodeSparse(img)
+		if dev := fuzzkit.DecodeSparse(enc, int64(len(img))); !bytes.Equal(dev.Bytes(), img) || len(img)%1024 != 0 {
 			t.Fatalf("%s: the sparse encoding does not read back", p)
 		}
 		name := "seed-" + strings.TrimSuffix(filepath.Base(p), ".img")
@@ -340,12 +198,6 @@ func TestWriteFuzzSeeds(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-}
-
-func readAll(d *sparseDev) []byte {
-	b := make([]byte, d.size)
-	d.ReadAt(b, 0)
-	return b
 }
 
 // readSeed parses a FuzzImage corpus file.
@@ -379,8 +231,8 @@ func TestFuzzSeedsAreImages(t *testing.T) {
 	}
 	for _, p := range names {
 		data, size := readSeed(t, filepath.Base(p))
-		dev := decodeSparse(data, int64(size)<<10)
-		fsys, err := Open(dev, dev.size)
+		dev := fuzzkit.DecodeSparse(data, int64(size)<<10)
+		fsys, err := Open(dev, dev.Size())
 		if err != nil {
 			t.Fatalf("%s: %v", p, err)
 		}
@@ -396,7 +248,7 @@ func TestFuzzSeedsAreImages(t *testing.T) {
 // device holds a handful. Open used to allocate them all first (4 GiB).
 func groupCountInput(t *testing.T) ([]byte, uint32) {
 	data, _ := readSeed(t, "seed-metabg")
-	dev := decodeSparse(data, 1<<40)
+	dev := fuzzkit.DecodeSparse(data, 1<<40)
 	sb := make([]byte, superblockSize)
 	dev.ReadAt(sb, superblockOffset)
 	binary.LittleEndian.PutUint32(sb[0x4:], 1<<30)
@@ -408,9 +260,9 @@ func groupCountInput(t *testing.T) ([]byte, uint32) {
 
 func TestHugeGroupCount(t *testing.T) {
 	data, sizeKiB := groupCountInput(t)
-	dev := decodeSparse(data, int64(sizeKiB)<<10)
-	check := checkAllocs(t, 64<<20)
-	_, err := Open(dev, dev.size)
+	dev := fuzzkit.DecodeSparse(data, int64(sizeKiB)<<10)
+	check := fuzzkit.CheckAllocs(t, 64<<20)
+	_, err := Open(dev, dev.Size())
 	check()
 	expectCorrupt(t, err, "inode table")
 }

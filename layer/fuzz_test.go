@@ -6,13 +6,13 @@ import (
 	"encoding/json"
 	"errors"
 	"math/rand/v2"
-	"runtime/metrics"
 	"testing"
 
 	"mis/chunker"
 	"mis/manifest"
 	"mis/manifest/manifesttest"
 	"mis/repo"
+	"mis/testkit/fuzzkit"
 )
 
 // pieceStore serves a chain's manifest streams as resolve reads them: the
@@ -68,7 +68,7 @@ func FuzzResolve(f *testing.F) {
 		f.Add(s[0], s[1], s[2], s[3])
 	}
 	f.Fuzz(func(t *testing.T, rec, whole, l1, l2 []byte) {
-		defer checkAllocs(t, 256<<20)()
+		defer fuzzkit.CheckAllocs(t, 256<<20)()
 		m, top, err := resolveInput(rec, whole, l1, l2)
 		if err != nil {
 			return
@@ -146,21 +146,6 @@ func TestFuzzResolveSeedsResolve(t *testing.T) {
 	}
 }
 
-// checkAllocs fails the input if it made the process allocate more than
-// limit bytes: Go's fuzzer does not see allocations that never touch
-// memory.
-func checkAllocs(t *testing.T, limit uint64) func() {
-	s := []metrics.Sample{{Name: "/gc/heap/allocs:bytes"}}
-	metrics.Read(s)
-	before := s[0].Value.Uint64()
-	return func() {
-		metrics.Read(s)
-		if n := s[0].Value.Uint64() - before; n > limit {
-			t.Fatalf("allocated %d MiB for one input", n>>20)
-		}
-	}
-}
-
 // TestResolveRecordSizes: a version record whose refs claim 4 GiB chunks
 // (damaged, or crafted) must not size a buffer from them.
 func TestResolveRecordSizes(t *testing.T) {
@@ -172,7 +157,7 @@ func TestResolveRecordSizes(t *testing.T) {
 		refs[i].Size = 1<<32 - 1
 	}
 	v := &Version{ID: "v", DiskSize: base.DiskSize, Files: base.FileCount(), Manifest: refs}
-	check := checkAllocs(t, 64<<20)
+	check := fuzzkit.CheckAllocs(t, 64<<20)
 	m, err := resolve(context.Background(), &pieceStore{pieces: cut(whole, 4)}, []*Version{v})
 	check()
 	if err != nil || m.FileCount() != base.FileCount() {

@@ -4,12 +4,12 @@ import (
 	"bytes"
 	"math/rand/v2"
 	"reflect"
-	"runtime/metrics"
 	"strings"
 	"testing"
 
 	"mis/manifest"
 	"mis/manifest/manifesttest"
+	"mis/testkit/fuzzkit"
 )
 
 func TestBinaryRoundTripRealistic(t *testing.T) {
@@ -109,7 +109,7 @@ func FuzzDecodeStream(f *testing.F) {
 	f.Add(empty)
 	f.Add(manifest.EncodeLayer(manifest.Diff(base, base)))
 	f.Fuzz(func(t *testing.T, in []byte) {
-		defer checkAllocs(t, 256<<20)()
+		defer fuzzkit.CheckAllocs(t, 256<<20)()
 		m, l, err := manifest.DecodeStream(in)
 		if err != nil {
 			return
@@ -143,21 +143,6 @@ func FuzzDecodeStream(f *testing.F) {
 	})
 }
 
-// checkAllocs fails the input if it made the process allocate more than
-// limit bytes: Go's fuzzer does not see allocations that never touch
-// memory.
-func checkAllocs(t *testing.T, limit uint64) func() {
-	s := []metrics.Sample{{Name: "/gc/heap/allocs:bytes"}}
-	metrics.Read(s)
-	before := s[0].Value.Uint64()
-	return func() {
-		metrics.Read(s)
-		if n := s[0].Value.Uint64() - before; n > limit {
-			t.Fatalf("allocated %d MiB for one input", n>>20)
-		}
-	}
-}
-
 // TestPathPrefixAmplification: each path is stored as the prefix it
 // shares with the previous one plus the rest, so 4 bytes can stand for a
 // 32 KiB path. 1500 such paths (38 KB of input) made the decoder build
@@ -172,7 +157,7 @@ func TestPathPrefixAmplification(t *testing.T) {
 	m := &manifest.Manifest{FormatVersion: manifest.FormatVersion, Filesystems: []manifest.Filesystem{{PartIndex: 1, Type: "ext4",
 		Files: []manifest.Entry{{Ino: 2, Paths: [][]byte{long}, Mode: manifest.ModeDir}, {Ino: 3, Paths: paths, Mode: manifest.ModeRegular}}}}}
 	in, _ := manifest.Encode(m)
-	check := checkAllocs(t, 32<<20)
+	check := fuzzkit.CheckAllocs(t, 32<<20)
 	_, _, err := manifest.DecodeStream(in)
 	check()
 	if err == nil || !strings.Contains(err.Error(), "paths") {
@@ -181,7 +166,7 @@ func TestPathPrefixAmplification(t *testing.T) {
 	t.Logf("%d-byte input: %v", len(in), err)
 	// A layer carries entries the same way.
 	l := manifest.EncodeLayer(&manifest.Layer{Filesystems: []manifest.FSLayer{{Base: -1, Params: &manifest.Filesystem{}, Changed: m.Filesystems[0].Files}}})
-	check = checkAllocs(t, 32<<20)
+	check = fuzzkit.CheckAllocs(t, 32<<20)
 	_, _, err = manifest.DecodeStream(l)
 	check()
 	if err == nil || !strings.Contains(err.Error(), "paths") {
